@@ -1,0 +1,4 @@
+"""`python -m schedules plot ...`: see schedules/plot.py."""
+from schedules.plot import main
+
+main()
