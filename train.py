@@ -1,0 +1,91 @@
+"""Pretrain a Llama model with a pluggable learning-rate schedule.
+
+    python train.py                                   # small CPU job on the embedded default data
+    python train.py model=llama124m data=slimpajama_6b trainer.device=cuda
+    python train.py schedule=cosine optimizer.lr=3e-3 trainer.max_steps=2000
+    python train.py -m optimizer.lr=1e-3,3e-3 schedule=constant,wsd     # a sweep, one dir per job
+    python train.py trainer.init_from=<run>/checkpoints/step_0000200 schedule=wsd trainer.max_steps=800
+
+Reads top to bottom: compose the config (Hydra) -> check it -> instantiate the parts -> resume or
+branch from a checkpoint -> the loop (training.loop.fit) -> final evaluation. The run directory
+(Hydra's output dir) receives config.yaml, metrics.jsonl, loss.png and checkpoints/.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from pathlib import Path
+
+import hydra
+import numpy as np
+import torch
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from training import checkpoint
+from training.loop import fit
+from training.optim import param_groups
+from training.setup import build, check_config, enable_tf32, resolve_device
+
+log = logging.getLogger("train")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def train(cfg: DictConfig, run_dir: str | Path) -> dict:
+    """Train as `cfg` says, writing everything into `run_dir`. Returns fit()'s summary."""
+    run_dir = Path(run_dir)
+    # 1. Everything a user can get wrong is checked before any model is built.
+    check_config(cfg)
+    schedule = build(cfg.schedule, "schedule")
+    data = build(cfg.data, "data")
+    if data.vocab_size != cfg.model.vocab_size:
+        raise ValueError(f"model.vocab_size={cfg.model.vocab_size} differs from the data's vocab_size="
+                         f"{data.vocab_size}: set model.vocab_size=${{data.vocab_size}}.")
+
+    # 2. Where to start: our own latest checkpoint (resume), else a parent's (branch), else scratch.
+    latest = checkpoint.latest_checkpoint(run_dir) if cfg.trainer.resume == "auto" else None
+    start_from = latest or cfg.trainer.init_from
+    start = checkpoint.load(start_from) if start_from else None
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    if start is not None and latest is None:  # a branch: record the lineage for the analysis
+        parent_ckpt = Path(start_from).resolve()
+        lineage = {"parent_run": str(parent_ckpt.parent.parent), "branch_step": int(start["step"]),
+                   "parent_checkpoint": str(parent_ckpt)}
+        (run_dir / "lineage.json").write_text(json.dumps(lineage, indent=2) + "\n")
+    log.info("Run directory: %s%s", run_dir, f" (continuing from {start_from})" if start else "")
+
+    # 3. The parts.
+    device = resolve_device(cfg.trainer.device)
+    if device.type == "cuda":
+        enable_tf32()
+    seed_everything(cfg.seed)
+    model = build(cfg.model, "model").to(device)
+    optimizer = build(cfg.optimizer, "optimizer")(param_groups(model, cfg.optimizer.weight_decay))
+    logger = build(cfg.logger, "logger")(run_dir=run_dir, config=OmegaConf.to_container(cfg, resolve=True))
+    log.info("Model: %s parameters; %s on %s", f"{model.num_params():,}", type(schedule).__name__, device)
+
+    # 4. The loop, then the final evaluation on the whole validation split.
+    try:
+        return fit(cfg, run_dir, model, optimizer, schedule, data, logger, device,
+                   start=start, resumed=latest is not None)
+    finally:
+        logger.close()
+
+
+@hydra.main(config_path="configs", config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> float | None:
+    summary = train(cfg, HydraConfig.get().runtime.output_dir)
+    return summary.get("final_val_loss")  # the value a Hydra sweeper would optimize
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Training: the loop, optimizer groups, checkpoints, metrics, config checks, devices."""

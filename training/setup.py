@@ -1,0 +1,87 @@
+"""Run set-up that happens before any model is built: config checks, building parts with Hydra
+(with readable errors), device and precision.
+
+Bad user input fails here with a ValueError that names the offending key, its value and the fix,
+so that a wrong override costs seconds, not a model build or a GPU allocation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ValueError(message)
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Validate the values the trainer itself owns (schedules, data and model validate theirs)."""
+    t = cfg.trainer
+    lr = cfg.optimizer.lr
+    _require(isinstance(lr, (int, float)) and lr > 0,
+             f"optimizer.lr={lr} is the peak learning rate and must be > 0 (e.g. optimizer.lr=1e-3).")
+    _require(t.max_steps >= 1, f"trainer.max_steps={t.max_steps} must be >= 1.")
+    _require(0 <= t.warmup_steps <= t.max_steps,
+             f"trainer.warmup_steps={t.warmup_steps} must be in [0, trainer.max_steps={t.max_steps}].")
+    _require(t.micro_batch_size >= 1 and t.batch_size >= t.micro_batch_size
+             and t.batch_size % t.micro_batch_size == 0,
+             f"trainer.batch_size={t.batch_size} must be a positive multiple of trainer.micro_batch_size="
+             f"{t.micro_batch_size} (gradient accumulation = batch_size / micro_batch_size).")
+    max_len = cfg.model.get("max_seq_len")
+    _require(t.seq_len >= 1 and (max_len is None or t.seq_len <= max_len),
+             f"trainer.seq_len={t.seq_len} is above the model's max_seq_len={max_len}: lower trainer.seq_len "
+             f"or raise model.max_seq_len.")
+    for key in ("eval_interval", "checkpoint_interval"):
+        _require(t[key] >= 0, f"trainer.{key}={t[key]} must be >= 0 (0 turns it off).")
+    _require(t.log_interval >= 1, f"trainer.log_interval={t.log_interval} must be >= 1.")
+    _require(t.eval_batch_size >= 1, f"trainer.eval_batch_size={t.eval_batch_size} must be >= 1.")
+    _require(t.eval_batches >= 1, f"trainer.eval_batches={t.eval_batches} must be >= 1.")
+    _require(t.grad_clip is None or t.grad_clip > 0,
+             f"trainer.grad_clip={t.grad_clip} must be > 0, or null for no clipping.")
+    _require(t.device in ("auto", "cpu", "cuda"), f"trainer.device={t.device}: use auto, cpu or cuda.")
+    _require(t.device != "cuda" or torch.cuda.is_available(),
+             "trainer.device=cuda but no CUDA device is visible: use trainer.device=auto or cpu.")
+    _require(t.precision in ("auto", "fp32", "bf16"), f"trainer.precision={t.precision}: use auto, fp32 or bf16.")
+    _require(t.resume in ("auto", "never"), f"trainer.resume={t.resume}: use auto or never.")
+    if t.init_from is not None:
+        _require(Path(t.init_from).exists(),
+                 f"trainer.init_from={t.init_from} does not exist: give a checkpoint directory such as "
+                 f"<run dir>/checkpoints/step_0001000.")
+
+
+def build(node: DictConfig, key: str, *args, **kwargs):
+    """hydra.utils.instantiate, with a user's ValueError / FileNotFoundError re-raised as itself
+    (prefixed with the config key) instead of buried inside Hydra's InstantiationException."""
+    try:
+        return instantiate(node, *args, **kwargs)
+    except InstantiationException as err:
+        cause = err.__cause__
+        if isinstance(cause, (ValueError, FileNotFoundError, TypeError)):
+            raise type(cause)(f"{key}: {cause}") from err
+        raise
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def autocast_context(device: torch.device, precision: str):
+    """bf16 autocast on CUDA by default; fp32 on CPU (CPU bf16 autocast is slow and not the target)."""
+    use_bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
+    if not use_bf16:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def enable_tf32() -> None:
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
