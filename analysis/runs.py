@@ -1,0 +1,352 @@
+"""Run readers: one loader for this project's run directories, wandb runs and the paper's JSON logs.
+
+    from analysis.runs import load, load_many
+    run = load("outputs/runs/2025-01-01_12-00-00")      # a run directory (config.yaml + metrics.jsonl)
+    run = load("wandb/offline-run-20250101_120000-abc")  # an offline wandb run folder
+    run = load("entity/project/abc123")                  # an online wandb run (wandb.Api, needs login)
+    run = load("tests/data/paper_logs/ann124-0.2_....json")   # a log of Schaipp et al.
+    runs = load_many("outputs/multiruns/*/*")            # a sweep
+    run.metrics            # tidy DataFrame, one row per step: step, train/loss, val/loss, lr, grad_norm, ...
+    run.final_val_loss     # full validation split at the last step (NaN if the run did not finish)
+    run.schedule()         # the schedule object, re-instantiated from the recorded config
+    run.lr()               # peak LR x schedule multipliers, the step sizes of all T updates
+
+Branched runs (a cooldown started from a parent's checkpoint) are stitched: the parent's rows up to
+the branch step, then the child's (the child wins where both logged the same step).
+Duplicate steps after a resume keep the newest value.
+"""
+from __future__ import annotations
+
+import glob as globlib
+import json
+import math
+import re
+import struct
+import warnings
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+CORE_COLUMNS = ("step", "train/loss", "val/loss", "lr", "grad_norm")
+FINAL_KEY = "final/val_loss"
+
+
+@dataclass
+class Run:
+    name: str
+    source: str                       # where it was read from
+    config: dict                      # the configuration as recorded (nested dict)
+    metrics: pd.DataFrame             # tidy: one row per step, NaN where a key was not logged
+    schedule_config: dict | None      # the `schedule` node (`_target_` + arguments)
+    peak_lr: float | None             # the optimizer's peak LR (the schedule multiplies it)
+    parent: Run | None = field(default=None, repr=False)
+    branch_step: int | None = None
+
+    @property
+    def final_val_loss(self) -> float:
+        if FINAL_KEY not in self.metrics:
+            return math.nan
+        values = self.metrics[FINAL_KEY].dropna()
+        return float(values.iloc[-1]) if len(values) else math.nan
+
+    @property
+    def total_steps(self) -> int:
+        return int(self.schedule_config["total_steps"])
+
+    def schedule(self):
+        """The run's schedule object, rebuilt from its recorded config by hydra.utils.instantiate."""
+        if self.schedule_config is None:
+            raise ValueError(f"run {self.name!r} recorded no schedule config; it cannot be re-instantiated")
+        from hydra.utils import instantiate
+
+        return instantiate(self.schedule_config)
+
+    def lr(self) -> np.ndarray:
+        """Step sizes of all T updates: peak LR x schedule.multipliers() (float64, length T)."""
+        return self.peak_lr * self.schedule().multipliers()
+
+
+# ----------------------------------------------------------------------------------------------
+# Dispatch.
+# ----------------------------------------------------------------------------------------------
+_WANDB_ONLINE = re.compile(r"^[\w.-]+/[\w.-]+/[\w.-]+$")
+
+
+def load(source) -> Run:
+    """A Run from a run directory, a wandb offline folder or online path, or a paper JSON log."""
+    path = Path(source)
+    if path.is_dir() and (path / "metrics.jsonl").exists():
+        return _load_run_dir(path)
+    if path.is_dir() and list(path.glob("run-*.wandb")):
+        return _load_wandb_offline(path)
+    if path.is_file() and path.suffix == ".json":
+        return _load_paper_log(path)
+    if not path.exists() and _WANDB_ONLINE.match(str(source)):
+        return _load_wandb_online(str(source))
+    raise ValueError(f"cannot read a run from {source!r}: expected a run directory with metrics.jsonl, a "
+                     "wandb offline-run-* folder, a paper .json log, or an online wandb path entity/project/run_id")
+
+
+def _is_run(path: Path) -> bool:
+    if path.is_dir():
+        return (path / "metrics.jsonl").exists() or bool(list(path.glob("run-*.wandb")))
+    return path.suffix == ".json" and path.is_file()
+
+
+def load_many(patterns) -> list[Run]:
+    """Runs matching one glob pattern or a list of them (sorted by path, duplicates dropped).
+    Matches that are not runs (a sweep's multirun.yaml, a README) are skipped with a warning."""
+    patterns = [patterns] if isinstance(patterns, (str, Path)) else list(patterns)
+    paths = sorted({Path(p) for pattern in patterns for p in globlib.glob(str(pattern))})
+    runs = [p for p in paths if _is_run(p)]
+    skipped = [p.name for p in paths if not _is_run(p) and p.name != "README.md"]
+    if skipped:
+        warnings.warn(f"skipped {len(skipped)} matches that are not runs: {skipped[:5]}")
+    if not runs:
+        raise ValueError(f"no runs match {patterns}; check the glob (quote it so that the shell does not expand it)")
+    return [load(p) for p in runs]
+
+
+# ----------------------------------------------------------------------------------------------
+# Shared helpers.
+# ----------------------------------------------------------------------------------------------
+def tidy(events: pd.DataFrame, keep: str = "last") -> pd.DataFrame:
+    """One row per step (events at the same step merged; a repeated key keeps the `keep` value)."""
+    if "step" not in events:
+        raise ValueError(f"metrics have no 'step' column (columns: {list(events.columns)})")
+    events = events.dropna(subset=["step"]).copy()
+    events["step"] = events["step"].astype(np.int64)
+    # groupby().last()/first() take the last/first non-null value of every column per step.
+    grouped = events.groupby("step", sort=True)
+    table = (grouped.last() if keep == "last" else grouped.first()).reset_index()
+    for column in CORE_COLUMNS:
+        if column not in table:
+            table[column] = np.nan
+    first = list(CORE_COLUMNS)
+    return table[first + [c for c in table.columns if c not in first]]
+
+
+def stitch(parent: pd.DataFrame, child: pd.DataFrame, branch_step: int) -> pd.DataFrame:
+    """Parent rows with step <= branch_step, then the child's rows; the child wins on a shared step."""
+    head = parent[parent["step"] <= branch_step]
+    merged = child.set_index("step").combine_first(head.set_index("step")).reset_index()
+    columns = list(child.columns) + [c for c in head.columns if c not in child.columns]
+    return merged[columns].sort_values("step", ignore_index=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# (a) This project's run directories: config.yaml, metrics.jsonl, lineage.json.
+# ----------------------------------------------------------------------------------------------
+def _load_run_dir(path: Path) -> Run:
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    config_file = path / "config.yaml"
+    if not config_file.exists():
+        raise ValueError(f"{path} has metrics.jsonl but no config.yaml; is it a run directory of train.py?")
+    raw = OmegaConf.load(config_file)
+    try:    # train.py writes the config resolved; resolve anything left when it can be
+        config = OmegaConf.to_container(raw, resolve=True)
+    except OmegaConfBaseException:
+        config = OmegaConf.to_container(raw, resolve=False)
+    rows = []
+    lines = (path / "metrics.jsonl").read_text().splitlines()
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:   # a crash can leave a half-written last line
+            warnings.warn(f"{path / 'metrics.jsonl'}:{number}: not JSON, skipped")
+    metrics = tidy(pd.DataFrame(rows if rows else {"step": []}), keep="last")
+    run = Run(name=path.name, source=str(path), config=config, metrics=metrics,
+              schedule_config=config.get("schedule"), peak_lr=_nested(config, "optimizer", "lr"))
+    lineage_file = path / "lineage.json"
+    if lineage_file.exists():
+        lineage = json.loads(lineage_file.read_text())
+        parent_dir = Path(lineage["parent_run"])
+        if not parent_dir.is_absolute() and not parent_dir.exists():
+            parent_dir = path.parent / parent_dir
+        run = _with_parent(run, parent_dir, int(lineage["branch_step"]))
+    return run
+
+
+def _with_parent(run: Run, parent_source, branch_step: int) -> Run:
+    try:
+        parent = load(parent_source)
+    except (ValueError, OSError) as error:
+        warnings.warn(f"run {run.name}: parent {parent_source} not readable ({error}); using the child alone")
+        return run
+    run.metrics = stitch(parent.metrics, run.metrics, branch_step)
+    run.parent, run.branch_step = parent, branch_step
+    return run
+
+
+def _nested(config: dict, *keys):
+    for key in keys:
+        if not isinstance(config, dict) or key not in config:
+            return None
+        config = config[key]
+    return config
+
+
+# ----------------------------------------------------------------------------------------------
+# (b) wandb: online through wandb.Api, offline from the run's transaction log (run-<id>.wandb).
+# Our trainer mirrors metrics.jsonl's keys with wandb.log(..., step=step), so `_step` is the step.
+# ----------------------------------------------------------------------------------------------
+def _from_wandb(name, source, config, history: pd.DataFrame, summary: dict) -> Run:
+    if "step" not in history and "_step" in history:
+        history = history.rename(columns={"_step": "step"})
+    history = history[[c for c in history.columns if not c.startswith("_")]]
+    metrics = tidy(history if len(history) else pd.DataFrame({"step": []}), keep="last")
+    if FINAL_KEY in summary and (FINAL_KEY not in metrics or metrics[FINAL_KEY].isna().all()):
+        metrics.loc[metrics.index[-1] if len(metrics) else 0, FINAL_KEY] = summary[FINAL_KEY]
+    return Run(name=name, source=source, config=config, metrics=metrics,
+               schedule_config=config.get("schedule"), peak_lr=_nested(config, "optimizer", "lr"))
+
+
+def _load_wandb_online(path: str) -> Run:
+    import wandb  # optional dependency, imported only here
+
+    api_run = wandb.Api().run(path)
+    history = pd.DataFrame(list(api_run.scan_history()))
+    return _from_wandb(api_run.name, path, dict(api_run.config), history, dict(api_run.summary))
+
+
+def _wandb_records(path: Path):
+    """The protobuf records of a wandb transaction log (LevelDB-style log: 7-byte file header
+    ':W&B' magic version, then 32 KiB blocks of records, each with a 7-byte header
+    crc32/length/type; type 1 = a whole record, 2/3/4 = its first/middle/last piece)."""
+    from wandb.proto import wandb_internal_pb2
+
+    data = path.read_bytes()
+    if data[:4] != b":W&B":
+        raise ValueError(f"{path} is not a wandb transaction log")
+    block, pos, pieces = 32768, 7, b""
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:                 # the rest of a block is padding
+            pos += block - pos % block
+            continue
+        _, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        pos += 7
+        if kind == 0:                                # zero padding at the end of a block or file
+            pos += (block - pos % block) % block
+            continue
+        if pos + length > len(data):                 # a record still being written (a live run)
+            break
+        chunk, pos = data[pos:pos + length], pos + length
+        if kind in (1, 4):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pieces + chunk if kind == 4 else chunk)
+            pieces = b""
+            yield record
+        else:
+            pieces = chunk if kind == 2 else pieces + chunk
+
+
+def _wandb_key(item) -> str:
+    return item.key or ".".join(item.nested_key)
+
+
+def _load_wandb_offline(path: Path) -> Run:
+    log_file = sorted(path.glob("run-*.wandb"))[0]
+    config, summary, rows, name = {}, {}, [], path.name
+    for record in _wandb_records(log_file):
+        kind = record.WhichOneof("record_type")
+        if kind == "run":
+            name = record.run.display_name or record.run.run_id or name
+            config.update({_wandb_key(i): json.loads(i.value_json) for i in record.run.config.update})
+        elif kind == "config":
+            config.update({_wandb_key(i): json.loads(i.value_json) for i in record.config.update})
+        elif kind == "history":
+            rows.append({_wandb_key(i): json.loads(i.value_json) for i in record.history.item})
+        elif kind == "summary":
+            summary.update({_wandb_key(i): json.loads(i.value_json) for i in record.summary.update})
+    config.pop("_wandb", None)
+    return _from_wandb(name, str(path), config, pd.DataFrame(rows), summary)
+
+
+# ----------------------------------------------------------------------------------------------
+# (c) The paper's JSON logs (Schaipp et al.; format in tests/data/paper_logs/README.md).
+# ----------------------------------------------------------------------------------------------
+# Their trainer's flag vocabulary, translated into this project's schedule configs. This is a
+# translation of a foreign log format (the object is still built by hydra.utils.instantiate).
+_PAPER_COOLDOWN_KIND = {"linear": "linear", "sqrt": "1-sqrt", None: "linear"}
+_PAPER_COLUMNS = {"iter": "step", "train_loss": "train/loss", "train_lr": "lr", "grad_norm": "grad_norm",
+                  "val_loss": "val/loss", "val_acc": "val/acc", "final_val_loss": FINAL_KEY}
+
+
+def paper_schedule_config(flags: dict) -> dict:
+    """The schedule config (``_target_`` + arguments) equivalent to a paper run's training flags.
+
+    wsd: their wsd_schedule (linear warmup from lr/100, cooldown over int(fract * T) steps ending at
+    step T) is schedules.WSD with warmup_start 0.01. cos: torch OneCycleLR with pct_start = W/T and
+    div_factor 100 is schedules.CosinePaper; the final LR is cos_final_lr (absolute) if > 0, else lr/10.
+    """
+    common = {"total_steps": int(flags["iterations"]), "warmup_steps": int(flags.get("warmup_steps") or 0),
+              "warmup_start": 0.01}
+    scheduler = flags.get("scheduler")
+    if scheduler == "wsd":
+        return {"_target_": "schedules.WSD", **common,
+                "cooldown_fraction": float(flags.get("wsd_fract_decay") or 0.0),
+                "cooldown_kind": _PAPER_COOLDOWN_KIND[flags.get("decay_type")],
+                "final_fraction": float(flags.get("wsd_final_lr_scale") or 0.0)}
+    if scheduler == "cos":
+        final_lr = flags.get("cos_final_lr")
+        final = final_lr / flags["lr"] if final_lr is not None and final_lr > 0 else 0.1
+        return {"_target_": "schedules.CosinePaper", **common, "final_fraction": float(final)}
+    raise ValueError(f"paper run with scheduler={scheduler!r}: only 'wsd' and 'cos' are known")
+
+
+@lru_cache(maxsize=64)
+def _read_paper_json(path: str) -> tuple[str, dict, pd.DataFrame]:
+    data = json.loads(Path(path).read_text())
+    flags, summary, history = data["config"], data.get("summary", {}), data.get("history", {})
+    frames = []
+    for part in ("train", "val", "final-val"):
+        part = history.get(part, {})
+        n = len(part.get("iter", []))   # a column of another length (some val_acc lists) is not aligned
+        columns = {k: v for k, v in part.items() if k in _PAPER_COLUMNS and n and len(v) == n}
+        if len(columns) > 1:
+            frames.append(pd.DataFrame(columns).rename(columns=_PAPER_COLUMNS))
+    events = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"step": []})
+    # A resumed wandb run exports its history segments newest first, so the first occurrence of a
+    # step is the newest value (the resumed run that went on to the end).
+    metrics = tidy(events, keep="first")
+    if FINAL_KEY not in metrics or metrics[FINAL_KEY].isna().all():
+        if "final-val/loss" in summary and len(metrics):
+            metrics.loc[metrics.index[-1], FINAL_KEY] = summary["final-val/loss"]
+    tokens_per_step = 1
+    for key in ("batch_size", "acc_steps", "world_size", "sequence_length"):
+        tokens_per_step *= int(flags.get(key) or 1)
+    metrics.insert(1, "tokens", metrics["step"] * tokens_per_step)
+    return data.get("name", Path(path).stem), flags, metrics
+
+
+def _find_paper_log(directory: Path, name: str) -> Path:
+    """The log of run `name` in `directory`: <name>.json, else the sibling whose recorded name is
+    `name` (a few files are named after a relabelled run, e.g. decay_linear for decay_sqrt)."""
+    exact = directory / f"{name}.json"
+    if exact.exists():
+        return exact
+    prefix = name.split("_")[0]
+    for candidate in sorted(directory.glob(f"{prefix}_*.json")):
+        if _read_paper_json(str(candidate.resolve()))[0] == name:
+            return candidate
+    return exact   # missing: the caller warns
+
+
+def _load_paper_log(path: Path) -> Run:
+    name, flags, metrics = _read_paper_json(str(path.resolve()))
+    run = Run(name=name, source=str(path), config=dict(flags), metrics=metrics.copy(),
+              schedule_config=paper_schedule_config(flags), peak_lr=float(flags["lr"]))
+    resume_from = flags.get("resume_from")
+    if resume_from:  # ".../<parent run name>/ckpts/<step>": the parent's log lies beside this one
+        parts = Path(resume_from).parts
+        if "ckpts" in parts and parts[-1].isdigit():
+            parent_name = parts[parts.index("ckpts") - 1]
+            run = _with_parent(run, _find_paper_log(path.parent, parent_name), int(parts[-1]))
+    return run

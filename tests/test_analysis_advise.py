@@ -1,0 +1,134 @@
+"""analysis.advise and the CLI: LR transfer (checked on the paper's 124M cooldown x LR grid shipped in
+tests/data/paper_logs), extension to a longer horizon, sweeps, and Hydra overrides that compose."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra.utils import instantiate
+
+from analysis import advise
+from analysis.bound import bound, optimal_lr
+from analysis.cli import main
+from analysis.fit import fit_lr_sweep
+from analysis.runs import load_many
+from tests.conftest import compose_config
+
+PAPER = Path(__file__).parent / "data" / "paper_logs"
+WSD_RUNS = str(PAPER / "ann124-*_decay_linear_*iter50000_*.json")
+
+
+def test_transfer_lr_invariances():
+    wsd = advise.shape_of({"_target_": "schedules.WSD", "total_steps": 500, "cooldown_fraction": 0.2})
+    linear = advise.shape_of({"_target_": "schedules.Linear", "total_steps": 500})
+    assert advise.transfer_lr(1e-3, wsd, wsd) == pytest.approx(1e-3, rel=1e-14)
+    assert advise.transfer_lr(1e-3, wsd, 0.5 * wsd) == pytest.approx(2e-3, rel=1e-12)   # gamma* scales as 1/shape
+    there = advise.transfer_lr(1e-3, wsd, linear, G=2.0, D=0.5)
+    assert advise.transfer_lr(there, linear, wsd, G=2.0, D=0.5) == pytest.approx(1e-3, rel=1e-12)
+    # The transferred LR makes the target's bound optimal when the source LR was optimal.
+    gamma_wsd = optimal_lr(wsd)[0]
+    gamma_lin = advise.transfer_lr(gamma_wsd, wsd, linear)
+    assert bound(gamma_lin * linear) == pytest.approx(optimal_lr(linear)[1], rel=1e-12)
+    with pytest.raises(ValueError, match="same horizon"):
+        advise.transfer_lr(1e-3, wsd, linear[:-1])
+
+
+def test_transfer_on_the_paper_124m_grid():
+    """WSD cooldown fractions 0.1..0.9 x peak LR {1e-4, 5e-4, 1e-3, 2e-3} at 50k steps: the LR
+    transferred from the fitted WSD-0.2 optimum tracks the fitted optimum of the other fractions."""
+    groups = advise.group_by_schedule(load_many(WSD_RUNS))
+    by_fraction = {members[0].schedule_config["cooldown_fraction"]: members for members in groups.values()}
+    assert sorted(by_fraction) == [0.1, 0.2, 0.4, 0.6, 0.8, 0.9]
+    fits = {c: fit_lr_sweep(*advise.final_losses(m)) for c, m in by_fraction.items()}
+    source = by_fraction[0.2][0].schedule_config
+    tuned = fits[0.2].optimal_lr
+    assert 5e-4 < tuned < 2e-3
+    predicted = {c: advise.transfer_lr(tuned, advise.shape_of(source), advise.shape_of(m[0].schedule_config))
+                 for c, m in by_fraction.items()}
+    fractions = sorted(predicted)
+    # Longer cooldowns take larger LRs, in the theory and in the runs.
+    assert np.all(np.diff([predicted[c] for c in fractions]) > 0)
+    assert np.all(np.diff([fits[c].optimal_lr for c in fractions]) > 0)
+    for c in fractions:
+        if fits[c].optimum_inside:                  # 0.1, 0.2, 0.4, 0.6 (0.8 and 0.9 peak at the grid's edge)
+            assert 1 / 1.5 < predicted[c] / fits[c].optimal_lr < 1.5, c
+    assert [c for c in fractions if fits[c].optimum_inside] == [0.1, 0.2, 0.4, 0.6]
+
+
+def test_cli_transfer_names_every_fraction_and_linear_decay(capsys):
+    table = main(["advise", "transfer", "--runs", str(PAPER / "ann124-0.2_*decay_linear_0.2_iter50000_*.json"),
+                  "--target-runs", WSD_RUNS, "--target", "linear", "--no-plot"])
+    out = capsys.readouterr().out
+    assert len(table) == 7       # the source, five other fractions, linear decay
+    for c in (0.1, 0.4, 0.6, 0.8, 0.9):
+        (line,) = [s for s in out.splitlines() if f"schedule.cooldown_fraction={c} " in s]
+        lr = float(line.split("optimizer.lr=")[1])
+        row = table[[cfg.get("cooldown_fraction") == c for cfg in table["config"]]]
+        assert lr == pytest.approx(row["lr"].iloc[0], rel=1e-3)
+        assert np.isfinite(row["measured_lr"].iloc[0])
+    (line,) = [s for s in out.splitlines() if s.strip().startswith("schedule=linear ")]
+    assert "trainer.max_steps=50000" in line and "trainer.warmup_steps=300" in line
+    assert float(line.split("optimizer.lr=")[1]) > table["lr"].iloc[:-1].max()   # linear decay takes the largest
+
+
+@pytest.mark.parametrize("config", [
+    {"_target_": "schedules.WSD", "total_steps": 1000, "warmup_steps": 10, "warmup_start": 0.01,
+     "cooldown_fraction": 0.4, "cooldown_kind": "1-sqrt", "final_fraction": 0.0},
+    {"_target_": "schedules.TwoStageWSD", "total_steps": 1000, "warmup_steps": 10, "warmup_start": 0.0,
+     "drop_step": 400, "drop_fraction": None, "transition_steps": 0, "rho": 0.6, "cooldown_fraction": 0.2,
+     "cooldown_kind": "linear", "final_fraction": 0.0},
+    {"_target_": "schedules.Linear", "total_steps": 1000, "warmup_steps": 0, "warmup_start": 0.0,
+     "final_fraction": 0.0},
+    {"_target_": "schedules.CosinePaper", "total_steps": 1000, "warmup_steps": 30, "warmup_start": 0.01,
+     "final_fraction": 1e-4},
+])
+def test_hydra_overrides_compose_to_the_same_schedule(config):
+    overrides = advise.hydra_overrides(config, 1.2e-3).split()
+    cfg = compose_config(overrides)
+    assert cfg.optimizer.lr == pytest.approx(1.2e-3)
+    np.testing.assert_array_equal(instantiate(cfg.schedule).multipliers(), advise.shape_of(config))
+
+
+def test_extension_options():
+    T1, T2 = 4000, 8000
+    wsd = {"_target_": "schedules.WSD", "total_steps": T1, "warmup_steps": 0, "warmup_start": 0.0,
+           "cooldown_fraction": 0.2, "cooldown_kind": "linear", "final_fraction": 0.0}
+    gamma_1 = optimal_lr(advise.shape_of(wsd))[0]
+    table = advise.extension_options(wsd, gamma_1, T2).set_index("option")
+    two_stage = table.loc["two-stage WSD (rho)"]
+    assert two_stage["config"]["drop_step"] == 3200 and 0.2 < two_stage["config"]["rho"] < 1.0
+    # rho keeps the optimal LR of the new schedule equal to the one in use (within 1%).
+    assert optimal_lr(advise.shape_of(two_stage["config"]))[0] == pytest.approx(gamma_1, rel=0.01)
+    assert two_stage["lr"] == gamma_1 and two_stage["init_step"] == 3200
+    cooldown = table.loc["adapted cooldown fraction"]
+    assert optimal_lr(advise.shape_of(cooldown["config"]))[0] == pytest.approx(gamma_1, rel=0.01)
+    # Keeping the LR is clearly worse in the bound than either option; gamma*(T) ~ T^-1/2.
+    same = table.loc["same LR (baseline)", "bound"]
+    assert two_stage["bound"] < 0.97 * same and cooldown["bound"] < 0.97 * same
+    rescaled = table.loc["same schedule, LR rescaled"]
+    assert rescaled["lr"] / gamma_1 == pytest.approx((T2 / T1) ** -0.5, rel=0.15)
+    assert rescaled["bound"] == pytest.approx(optimal_lr(advise.shape_of(rescaled["config"]))[1], rel=1e-12)
+    with pytest.raises(ValueError, match="must exceed"):
+        advise.extension_options(wsd, 1e-3, T1)
+
+
+def test_sweep_table_anchored_at_a_reference():
+    runs = load_many(WSD_RUNS)
+    (reference,) = {advise.schedule_label(r.schedule_config) for r in runs
+                    if r.schedule_config["cooldown_fraction"] == 0.2}
+    table = advise.sweep_table(runs, reference=reference).set_index("schedule")
+    assert table.loc[reference, "predicted/empirical"] == pytest.approx(1.0, rel=1e-12)
+    assert (table["runs"] == 4).all() and len(table) == 6
+
+
+def test_cli_extend_and_sweep_write_plots(tmp_path, capsys):
+    run = next(PAPER.glob("ann124-0.2_*_lr0.001_*decay_linear_0.2_iter50000_*.json"))
+    table = main(["advise", "extend", "--run", str(run), "--steps", "100000", "--g-model", "constant",
+                  "--out", str(tmp_path / "extend")])
+    assert {"two-stage WSD (rho)", "adapted cooldown fraction"} <= set(table["option"])
+    assert "schedule=two_stage_wsd" in capsys.readouterr().out
+    main(["advise", "sweep", "--runs", WSD_RUNS, "--runs", str(PAPER / "cos-zero-124m_*.json"),
+          "--group-ignore", "final_fraction", "--max-loss", "4", "--out", str(tmp_path / "sweep")])
+    assert "CosinePaper" in capsys.readouterr().out
+    for name in ("extend/extension", "sweep/lr_sweep"):
+        for suffix in (".png", ".pdf"):
+            assert (tmp_path / (name + suffix)).stat().st_size > 1000

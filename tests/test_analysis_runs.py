@@ -1,0 +1,189 @@
+"""analysis.runs: run directories (written here by hand), wandb runs (offline folder made with wandb
+itself, online API faked), and the paper's JSON logs shipped in tests/data/paper_logs."""
+import json
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+
+from analysis.runs import load, load_many
+from schedules import WSD, Constant, CosinePaper
+
+PAPER = Path(__file__).parent / "data" / "paper_logs"
+PEAK = 3e-3
+SCHEDULE = {"_target_": "schedules.WSD", "total_steps": 100, "warmup_steps": 10, "warmup_start": 0.0,
+            "cooldown_fraction": 0.2, "cooldown_kind": "linear", "final_fraction": 0.0}
+
+
+def write_run(path: Path, schedule: dict, lines: list, lineage: dict | None = None) -> Path:
+    path.mkdir(parents=True)
+    config = {"schedule": schedule, "optimizer": {"_target_": "torch.optim.AdamW", "_partial_": True, "lr": PEAK},
+              "trainer": {"max_steps": schedule["total_steps"], "warmup_steps": schedule["warmup_steps"]}}
+    OmegaConf.save(OmegaConf.create(config), path / "config.yaml")
+    (path / "metrics.jsonl").write_text("".join((line if isinstance(line, str) else json.dumps(line)) + "\n"
+                                                for line in lines))
+    if lineage is not None:
+        (path / "lineage.json").write_text(json.dumps(lineage))
+    return path
+
+
+def train_event(step, loss, schedule):
+    return {"step": step, "tokens": 64 * step, "train/loss": loss, "lr": PEAK * schedule(step - 1),
+            "grad_norm": 1.0 / step, "tok_per_s": 1e4}
+
+
+def test_run_directory(tmp_path):
+    sched = WSD(total_steps=100, warmup_steps=10, cooldown_fraction=0.2)
+    lines = [{"step": 0, "tokens": 0, "val/loss": 9.0}]
+    lines += [train_event(k, 5.0 - 0.01 * k, sched) for k in range(10, 71, 10)]
+    lines += ['{"step": 71, "tok']                                   # half-written line of a crash
+    lines += [train_event(k, 4.0 - 0.01 * k, sched) for k in range(60, 101, 10)]   # resumed at 50
+    lines += [{"step": 50, "tokens": 3200, "val/loss": 4.6}, {"step": 100, "tokens": 6400, "val/loss": 3.2},
+              {"step": 100, "tokens": 6400, "final/val_loss": 3.1}]
+    with pytest.warns(UserWarning, match="not JSON"):
+        run = load(write_run(tmp_path / "run", SCHEDULE, lines))
+    m = run.metrics
+    assert list(m.columns[:5]) == ["step", "train/loss", "val/loss", "lr", "grad_norm"]
+    assert m["step"].tolist() == [0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100]
+    row = m.set_index("step")
+    assert row.loc[60, "train/loss"] == pytest.approx(3.4)               # the resumed value wins
+    assert row.loc[50, "train/loss"] == pytest.approx(4.5) and row.loc[50, "val/loss"] == pytest.approx(4.6)
+    assert np.isnan(row.loc[0, "train/loss"]) and np.isnan(row.loc[10, "val/loss"])
+    assert run.final_val_loss == pytest.approx(3.1)
+    assert run.peak_lr == PEAK and run.total_steps == 100
+    schedule = run.schedule()
+    assert isinstance(schedule, WSD) and schedule.cooldown_fraction == 0.2
+    np.testing.assert_array_equal(run.lr(), PEAK * sched.multipliers())
+    # The logged LR of step k is the LR of update k: peak * schedule(k - 1).
+    logged = m.dropna(subset=["lr"])
+    np.testing.assert_allclose(logged["lr"], run.lr()[logged["step"] - 1], rtol=1e-15)
+
+
+def test_branched_run_is_stitched(tmp_path):
+    constant = {**SCHEDULE, "_target_": "schedules.Constant"}
+    for key in ("cooldown_fraction", "cooldown_kind", "final_fraction"):
+        constant.pop(key)
+    parent_sched = Constant(total_steps=100, warmup_steps=10)
+    parent = write_run(tmp_path / "parent", constant,
+                       [train_event(k, 5.0 - 0.01 * k, parent_sched) for k in range(10, 101, 10)]
+                       + [{"step": k, "val/loss": 4.0 - 0.001 * k} for k in (50, 80, 100)])
+    child_sched = WSD(total_steps=100, warmup_steps=10, cooldown_fraction=0.2)
+    child = write_run(tmp_path / "child", SCHEDULE,
+                      [{"step": 80, "val/loss": 3.9}] + [train_event(k, 3.0, child_sched) for k in (90, 100)]
+                      + [{"step": 100, "final/val_loss": 2.9}],
+                      lineage={"parent_run": str(parent), "branch_step": 80, "parent_checkpoint": "x"})
+    run = load(child)
+    m = run.metrics.set_index("step")
+    assert m.index.tolist() == [10, 20, 30, 40, 50, 60, 70, 80, 90, 100]
+    assert m.loc[70, "train/loss"] == pytest.approx(4.3)                # parent
+    assert m.loc[80, "val/loss"] == pytest.approx(3.9)                  # the child wins at the branch step
+    assert m.loc[80, "train/loss"] == pytest.approx(4.2)                # ... and the parent fills the rest
+    assert m.loc[100, "train/loss"] == pytest.approx(3.0)               # child, not the parent's 4.0
+    assert run.final_val_loss == pytest.approx(2.9) and run.branch_step == 80
+    assert run.parent.schedule_config["_target_"] == "schedules.Constant"
+
+
+def test_wandb_online_api(monkeypatch):
+    class FakeRun:
+        name = "wsd-run"
+        config = {"schedule": SCHEDULE, "optimizer": {"lr": PEAK}}
+        summary = {"final/val_loss": 3.05, "_runtime": 10}
+
+        def scan_history(self):
+            return iter([{"_step": 1, "train/loss": 4.0, "lr": 1e-4, "_runtime": 1.0},
+                         {"_step": 2, "train/loss": 3.9, "lr": 2e-4, "val/loss": 3.95}])
+
+    class FakeApi:
+        def run(self, path):
+            assert path == "me/proj/abc123"
+            return FakeRun()
+
+    monkeypatch.setitem(sys.modules, "wandb", types.SimpleNamespace(Api=FakeApi))
+    run = load("me/proj/abc123")
+    assert run.metrics["step"].tolist() == [1, 2]
+    assert run.metrics["val/loss"].isna().tolist() == [True, False]
+    assert "_runtime" not in run.metrics
+    assert run.final_val_loss == pytest.approx(3.05) and run.peak_lr == PEAK
+    assert isinstance(run.schedule(), WSD)
+
+
+def test_wandb_offline_folder(tmp_path, monkeypatch):
+    wandb = pytest.importorskip("wandb", reason="wandb is not installed")
+    for key, value in {"WANDB_SILENT": "true", "WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path),
+                       "WANDB_CONFIG_DIR": str(tmp_path), "WANDB_CACHE_DIR": str(tmp_path)}.items():
+        monkeypatch.setenv(key, value)
+    sched = WSD(total_steps=100, warmup_steps=10, cooldown_fraction=0.2)
+    config = {"schedule": SCHEDULE, "optimizer": {"lr": PEAK}, "trainer": {"max_steps": 100}}
+    run = wandb.init(mode="offline", dir=str(tmp_path), project="analysis-test", config=config)
+    for k in range(10, 101, 10):   # as training.metrics mirrors metrics.jsonl: the step goes to step=
+        run.log({"train/loss": 5.0 - 0.01 * k, "lr": PEAK * sched(k - 1)}, step=k)
+        if k % 50 == 0:
+            run.log({"val/loss": 4.9 - 0.01 * k}, step=k)
+    run.log({"final/val_loss": 3.8}, step=100)
+    run.finish()
+    wandb.teardown()     # waits for wandb's service to finish writing the run's log
+    folder = next((tmp_path / "wandb").glob("offline-run-*"))
+    loaded = load(folder)
+    m = loaded.metrics.set_index("step")
+    assert m.index.tolist() == list(range(10, 101, 10))
+    assert m.loc[50, "val/loss"] == pytest.approx(4.4) and m.loc[40, "train/loss"] == pytest.approx(4.6)
+    assert loaded.final_val_loss == pytest.approx(3.8)
+    np.testing.assert_allclose(m["lr"].to_numpy(), loaded.lr()[m.index - 1], rtol=1e-15)
+    assert loaded.config["trainer"]["max_steps"] == 100
+
+
+def paper_file(pattern):
+    (path,) = PAPER.glob(pattern)
+    return path
+
+
+def test_paper_cooldown_run_is_stitched_to_its_stable_parent():
+    # The resume path names the parent "..._decay_sqrt_0.0_..."; its log is filed as decay_linear
+    # (a relabelled run) and is found by its recorded name.
+    path = paper_file("ann124-0.2_*_lr0.001_*decay_linear_0.2_iter50000_*.json")
+    run = load(path)
+    raw = json.loads(path.read_text())
+    assert run.branch_step == 40000 and run.parent is not None and run.parent.name.startswith("stable-124m")
+    m = run.metrics.set_index("step")
+    assert m.index.min() == 0 and m.index.max() == 50000
+    assert m.loc[20000, "val/loss"] == run.parent.metrics.set_index("step").loc[20000, "val/loss"]
+    assert run.final_val_loss == raw["summary"]["final-val/loss"]
+    # The schedule re-instantiated from the translated flags reproduces the logged LR exactly
+    # (their logger records at iteration k the LR set for the next update: schedule(k)).
+    sched = run.schedule()
+    assert isinstance(sched, WSD) and sched.cooldown_fraction == 0.2 and sched.warmup_start == 0.01
+    logged = run.metrics.dropna(subset=["lr"])
+    logged = logged[logged["step"] < 50000]
+    np.testing.assert_allclose(logged["lr"], run.peak_lr * sched(logged["step"].to_numpy()), rtol=1e-6, atol=1e-12)
+    assert set(logged["step"]) >= {200, 39800, 40200, 49800}                  # parent and child both present
+
+
+def test_paper_cosine_run_and_resumed_history():
+    path = paper_file("cos-zero-124m_*_lr0.001_*iter50000_*.json")
+    run = load(path)
+    sched = run.schedule()
+    assert isinstance(sched, CosinePaper) and sched.final_fraction == pytest.approx(1e-7 / 1e-3)
+    logged = run.metrics.dropna(subset=["lr"])
+    logged = logged[logged["step"] < 50000]      # torch's OneCycleLR past its last step differs by 1e-12
+    np.testing.assert_allclose(logged["lr"], run.peak_lr * sched(logged["step"].to_numpy()), rtol=1e-6)
+    # A resumed wandb run is exported newest segment first: a repeated step keeps its first value.
+    val = json.loads(path.read_text())["history"]["val"]
+    first = {}
+    for step, loss in zip(val["iter"], val["val_loss"]):
+        first.setdefault(step, loss)
+    repeated = [s for s in first if val["iter"].count(s) > 1]
+    assert repeated
+    m = run.metrics.set_index("step")
+    assert all(m.loc[s, "val/loss"] == first[s] for s in repeated)
+
+
+def test_load_many_and_errors(tmp_path):
+    runs = load_many(str(PAPER / "stable-124m_*.json"))
+    assert [r.peak_lr for r in runs] == sorted(r.peak_lr for r in runs) and len(runs) == 4
+    with pytest.raises(ValueError, match="no runs match"):
+        load_many(str(tmp_path / "nothing-*"))
+    with pytest.raises(ValueError, match="cannot read a run"):
+        load(tmp_path)
