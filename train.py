@@ -69,9 +69,11 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
         enable_tf32()
     seed_everything(cfg.seed)
     model = build(cfg.model, "model").to(device)
+    kernels = model.set_kernels(device.type)  # resolve model.kernels=auto now, before any compile
     optimizer = build(cfg.optimizer, "optimizer")(param_groups(model, cfg.optimizer.weight_decay))
     logger = build(cfg.logger, "logger")(run_dir=run_dir, config=OmegaConf.to_container(cfg, resolve=True))
-    log.info("Model: %s parameters; %s on %s", f"{model.num_params():,}", type(schedule).__name__, device)
+    log.info("Model: %s parameters, %s kernels; %s schedule; on %s",
+             f"{model.num_params():,}", kernels, type(schedule).__name__, device)
 
     # 4. The loop, then the final evaluation on the whole validation split.
     try:

@@ -19,6 +19,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 import train as train_module
+from analysis.runs import load as load_run
 from data.loader import BatchLoader
 from tests.conftest import GOLDEN, REFERENCE, ROOT, TINY, compose_config
 from training import checkpoint
@@ -126,6 +127,13 @@ def test_branch_from_checkpoint_follows_new_schedule(reference_run, tmp_path):
     assert [e["step"] for e in train_events] == list(range(11, 17))
     schedule = instantiate(cfg.schedule)
     assert [e["lr"] for e in train_events] == [5e-4 * schedule(s - 1) for s in range(11, 17)]
+    # The analysis sees one curve: the parent's rows up to the branch step, then the child's.
+    stitched = load_run(tmp_path).metrics
+    lrs = stitched.dropna(subset=["lr"]).set_index("step")["lr"]
+    parent_lrs = {e["step"]: e["lr"] for e in read_metrics(parent_dir) if "lr" in e}
+    assert list(lrs.index) == list(range(1, 17))
+    assert [lrs[s] for s in range(1, 11)] == [parent_lrs[s] for s in range(1, 11)]
+    assert [lrs[s] for s in range(11, 17)] == [e["lr"] for e in train_events]
 
 
 def test_weight_decay_only_on_linear_weights():
