@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
-from models.kernels import resolve_kernels, triton_kernels_available
+from models.kernels import resolve_kernels
 from models.kernels.rmsnorm import rms_norm_torch
 from models.kernels.rope import apply_rope_torch, rope_cos_sin
 from models.kernels.swiglu import swiglu_torch
@@ -216,12 +216,6 @@ def test_kernel_resolution():
     assert model.ops.impl == "torch" and model.kernels_device_type == "cpu"
     with pytest.raises(ValueError, match="model.kernels=auto"):
         tiny_model(kernels="cuda")
-
-
-@pytest.mark.skipif(triton_kernels_available(), reason="the Triton kernels exist; tests/test_kernels covers them")
-def test_triton_kernels_not_implemented_yet_names_the_fix():
-    with pytest.raises(ValueError, match="model.kernels=torch"):
-        tiny_model(kernels="triton")
 
 
 def test_bad_inputs_raise_value_errors_naming_the_fix():
