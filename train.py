@@ -45,8 +45,8 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
     check_config(cfg)
     schedule = build(cfg.schedule, "schedule")
     data = build(cfg.data, "data")
-    if data.vocab_size != cfg.model.vocab_size:
-        raise ValueError(f"model.vocab_size={cfg.model.vocab_size} differs from the data's vocab_size="
+    if cfg.model.vocab_size < data.vocab_size:  # larger is fine: padded rows are never targets
+        raise ValueError(f"model.vocab_size={cfg.model.vocab_size} is below the data's vocab_size="
                          f"{data.vocab_size}: set model.vocab_size=${{data.vocab_size}}.")
 
     # 2. Where to start: our own latest checkpoint (resume), else a parent's (branch), else scratch.

@@ -21,11 +21,12 @@ tiny shapes, once per implementation, and prints the same table with CPU wall ti
 
 import argparse
 import math
-import os
 import sys
 import time
 
 import torch
+
+from scripts.bench_common import bench_device
 
 
 def parse_args(argv=None):
@@ -183,13 +184,7 @@ def max_rel_error(results, reference):
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.dry_run and not torch.cuda.is_available():
-        # must precede the first import of models.kernels: triton reads it when the kernels are defined
-        os.environ.setdefault("TRITON_INTERPRET", "1")
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        print(f"device: {torch.cuda.get_device_name(device)}, torch {torch.__version__}")
+    device = bench_device(args.dry_run)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16)
     print(f"shapes: {args.batch} x {args.seq_len} tokens, d {args.d_model}, {args.n_head} heads, vocab {args.vocab}"
           + ("  [DRY RUN on CPU: times are meaningless]" if device.type == "cpu" else ""))

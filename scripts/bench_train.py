@@ -32,13 +32,14 @@ import contextlib
 import gc
 import inspect
 import math
-import os
 import statistics
 import sys
 import time
 from pathlib import Path
 
 import torch
+
+from scripts.bench_common import bench_device
 from omegaconf import OmegaConf
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -229,15 +230,8 @@ def release_memory(device) -> None:
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.dry_run and not torch.cuda.is_available():
-        # must precede the first import of models.kernels: triton reads it when the kernels are defined
-        os.environ.setdefault("TRITON_INTERPRET", "1")
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-        print(f"device: {torch.cuda.get_device_name(device)}, torch {torch.__version__}")
-    else:
+    device = bench_device(args.dry_run)
+    if device.type != "cuda":
         print("DRY RUN on CPU: kernels under the Triton interpreter, compile with the eager backend; "
               "the numbers mean nothing")
     try:

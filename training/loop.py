@@ -88,7 +88,7 @@ def fit(cfg: DictConfig, run_dir: Path, model, optimizer, schedule, data, logger
         log.info("Run already finished at step %d (trainer.max_steps=%d); nothing to do.", step, t.max_steps)
         return {"step": step, "tokens": tokens, "run_dir": str(run_dir)}
 
-    if t.compile:
+    if t.compile is True or (t.compile == "auto" and device.type == "cuda"):
         model = torch.compile(model)
     flops_per_token = raw_model.flops_per_token(t.seq_len)
     peak = peak_flops(torch.cuda.get_device_name(device) if device.type == "cuda" else None, t.peak_flops)

@@ -50,6 +50,7 @@ def check_config(cfg: DictConfig) -> None:
              "trainer.device=cuda but no CUDA device is visible: use trainer.device=auto or cpu.")
     _require(t.precision in ("auto", "fp32", "bf16"), f"trainer.precision={t.precision}: use auto, fp32 or bf16.")
     _require(t.resume in ("auto", "never"), f"trainer.resume={t.resume}: use auto or never.")
+    _require(t.compile in ("auto", True, False), f"trainer.compile={t.compile}: use auto, true or false.")
     if t.init_from is not None:
         _require(Path(t.init_from).exists(),
                  f"trainer.init_from={t.init_from} does not exist: give a checkpoint directory such as "
