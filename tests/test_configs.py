@@ -75,3 +75,15 @@ def test_experiment_options(name):
     schedule = instantiate(cfg.schedule)
     assert schedule.total_steps == cfg.trainer.max_steps and cfg.trainer.seq_len <= cfg.model.max_seq_len
     assert cfg.trainer.batch_size * cfg.trainer.seq_len == 200 * 512  # the paper's global batch
+
+
+def test_slurm_launcher_composes():
+    """The README's SLURM sweep: hydra-submitit-launcher's config group is found and takes overrides."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name="config", return_hydra_config=True,
+                      overrides=["hydra/launcher=submitit_slurm", "hydra.launcher.partition=gpu",
+                                 "hydra.launcher.gpus_per_node=1", "hydra.launcher.timeout_min=1440"])
+    assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")
+    assert (cfg.hydra.launcher.partition, cfg.hydra.launcher.gpus_per_node) == ("gpu", 1)
