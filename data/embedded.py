@@ -38,11 +38,11 @@ import sysconfig
 import time
 from pathlib import Path
 
-import numpy as np
 import tokenizers
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from data.shards import FORMAT_VERSION, TOKENIZER_FILE, read_shard, write_shard
+from data.prepare import encode_documents
+from data.shards import FORMAT_VERSION, META_FILE, TOKENIZER_FILE, read_shard, write_shard
 from data.tokens import TokenData, unigram_entropy
 
 log = logging.getLogger(__name__)
@@ -88,16 +88,6 @@ def train_tokenizer(texts: list[str], vocab_size: int) -> Tokenizer:
     return tokenizer
 
 
-def encode_documents(tokenizer: Tokenizer, texts: list[str]) -> np.ndarray:
-    """Concatenated uint16 ids of the documents, each followed by EOS (encode_batch runs in parallel)."""
-    eos = tokenizer.token_to_id(EOS)
-    ids = []
-    for encoding in tokenizer.encode_batch(texts, add_special_tokens=False):
-        ids.extend(encoding.ids)
-        ids.append(eos)
-    return np.asarray(ids, dtype=np.uint16)
-
-
 def _fingerprint(root: Path, files: list[str], vocab_size: int, val_fraction: float) -> str:
     key = {
         "python": [platform.python_implementation(), platform.python_version()],
@@ -124,7 +114,8 @@ def build(root: Path, files: list[str], out_dir: Path, vocab_size: int, val_frac
     train_texts, val_texts = _read_texts(root, train_files), _read_texts(root, val_files)
     tokenizer = train_tokenizer(train_texts, vocab_size)
     tokenizer.save(str(out_dir / TOKENIZER_FILE))
-    train, val = encode_documents(tokenizer, train_texts), encode_documents(tokenizer, val_texts)
+    eos = tokenizer.token_to_id(EOS)
+    train, val = encode_documents(tokenizer, train_texts, eos), encode_documents(tokenizer, val_texts, eos)
     tokenizer_vocab = tokenizer.get_vocab_size()
     write_shard(out_dir / "train.bin", train, tokenizer_vocab)
     write_shard(out_dir / "val.bin", val, tokenizer_vocab)
@@ -135,7 +126,7 @@ def build(root: Path, files: list[str], out_dir: Path, vocab_size: int, val_frac
         "val_unigram_entropy_nats": unigram_entropy(val, vocab_size),
         "build_seconds": round(time.perf_counter() - start, 2),
     }
-    (out_dir / "meta.json").write_text(json.dumps(meta, indent=1))
+    (out_dir / META_FILE).write_text(json.dumps(meta, indent=1))
     return meta
 
 
@@ -148,7 +139,8 @@ def load(cache_dir: str, vocab_size: int = 4096, val_fraction: float = 0.03,
     max_files: use only the first max_files files in sorted order (small corpora for tests).
     """
     if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"val_fraction={val_fraction} must lie strictly between 0 and 1")
+        raise ValueError(f"val_fraction={val_fraction} must lie strictly between 0 and 1 "
+                         "(e.g. data.val_fraction=0.03)")
     if not 256 < vocab_size <= 1 << 16:
         raise ValueError(f"vocab_size={vocab_size} must exceed the 256 byte tokens and fit uint16 "
                          "(<= 65536); 4096 suits the embedded corpus")
@@ -159,7 +151,7 @@ def load(cache_dir: str, vocab_size: int = 4096, val_fraction: float = 0.03,
                          "Python sources, or null for the standard library")
     cache = Path(cache_dir).expanduser()
     target = cache / _fingerprint(root, files, vocab_size, val_fraction)
-    if not (target / "meta.json").is_file():
+    if not (target / META_FILE).is_file():
         cache.mkdir(parents=True, exist_ok=True)
         if target.exists():  # published caches always hold meta.json: this one was tampered with
             shutil.rmtree(target)
@@ -171,7 +163,7 @@ def load(cache_dir: str, vocab_size: int = 4096, val_fraction: float = 0.03,
             try:
                 os.rename(tmp, target)  # atomic publish; fails if another process published first
             except OSError:
-                assert (target / "meta.json").is_file(), f"{target} exists but is incomplete"
+                assert (target / META_FILE).is_file(), f"{target} exists but is incomplete"
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         log.info("embedded corpus built in %.1f s: %d train / %d val tokens, tokenizer vocab %d, "

@@ -42,8 +42,8 @@ from typing import Iterator
 import numpy as np
 from tokenizers import Tokenizer
 
-from data.shards import (META_FILE, PROGRESS_FILE, TOKENIZER_FILE, load, prepare_command,
-                         read_header, write_shard)
+from data.shards import (META_FILE, PROGRESS_FILE, TOKENIZER_FILE, atomic_path, load,
+                         prepare_command, read_header, write_shard)
 
 log = logging.getLogger(__name__)
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
@@ -91,6 +91,16 @@ def load_tokenizer(spec: str) -> Tokenizer:
                          "or check the network") from error
 
 
+def encode_documents(tokenizer: Tokenizer, texts: list[str], eos_id: int) -> np.ndarray:
+    """Concatenated uint16 ids of the documents, each followed by eos_id: the document layout of
+    every split this package writes (encode_batch runs in parallel unless TOKENIZERS_PARALLELISM is off)."""
+    ids = []
+    for encoding in tokenizer.encode_batch(texts, add_special_tokens=False):
+        ids.extend(encoding.ids)
+        ids.append(eos_id)
+    return np.asarray(ids, dtype=np.uint16)
+
+
 def is_validation_text(text: str, val_fraction: float) -> bool:
     """Streaming split: a document is validation when its text hashes below val_fraction."""
     digest = hashlib.blake2b(text.encode("utf-8", "replace"), digest_size=8).digest()
@@ -110,14 +120,15 @@ def _init_worker(tokenizer_json: str, eos_id: int, val_fraction: float, in_pool:
 def _encode_task(task: tuple[list[str], str]) -> tuple[np.ndarray, np.ndarray, int]:
     """(texts, "train" | "val" | "hash") -> (train tokens, val tokens, number of documents)."""
     texts, kind = task
-    encodings = _worker["tokenizer"].encode_batch(texts, add_special_tokens=False)
-    out = {"train": [], "val": []}
-    for text, encoding in zip(texts, encodings):
-        split = kind if kind != "hash" else (
-            "val" if is_validation_text(text, _worker["val_fraction"]) else "train")
-        out[split].extend(encoding.ids)
-        out[split].append(_worker["eos"])
-    return np.asarray(out["train"], np.uint16), np.asarray(out["val"], np.uint16), len(texts)
+    if kind == "hash":
+        is_val = [is_validation_text(text, _worker["val_fraction"]) for text in texts]
+        train_texts = [t for t, v in zip(texts, is_val) if not v]
+        val_texts = [t for t, v in zip(texts, is_val) if v]
+    else:
+        train_texts, val_texts = (texts, []) if kind == "train" else ([], texts)
+    tokenizer, eos = _worker["tokenizer"], _worker["eos"]
+    return (encode_documents(tokenizer, train_texts, eos), encode_documents(tokenizer, val_texts, eos),
+            len(texts))
 
 
 def _tokenized(tasks: Iterator, num_proc: int, init_args: tuple) -> Iterator:
@@ -169,9 +180,8 @@ def _document_batches(s: PrepareSettings, docs_done: int) -> Iterator[tuple[list
 
 # ---- progress and shards -----------------------------------------------------------------------
 def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=1))
 
 
 def _resume_state(out: Path, identity: dict, command: str) -> dict:
@@ -288,9 +298,8 @@ def prepare(dir: str, name: str, vocab_size: int, settings: PrepareSettings) -> 
     if progress["finished"] and (out / META_FILE).is_file():
         log.info("%s is already prepared; nothing to do", out)
         return json.loads((out / META_FILE).read_text())
-    tmp = out / f".{TOKENIZER_FILE}.tmp-{os.getpid()}"
-    tokenizer.save(str(tmp))
-    os.replace(tmp, out / TOKENIZER_FILE)  # the trainer decodes samples with it
+    with atomic_path(out / TOKENIZER_FILE) as tmp:  # the trainer decodes samples with it
+        tokenizer.save(str(tmp))
     if not progress["finished"]:
         if not _tokenize_into_chunks(out, progress, settings, tokenizer, eos_id, command):
             return None

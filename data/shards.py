@@ -18,6 +18,7 @@ in `meta.json`; `load` is the `_target_` of the prepared-data configs (configs/d
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import struct
@@ -41,6 +42,20 @@ def prepare_command(name: str, directory: str | os.PathLike) -> str:
     return f"python -m data.prepare data={name} data.dir={directory}"
 
 
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike):
+    """A temporary sibling of `path` to write to; renamed onto `path` only when the block succeeds,
+    so a reader (or a resumed data.prepare) never sees a half-written file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        yield tmp
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, path)
+
+
 def write_shard(path: str | os.PathLike, tokens: np.ndarray, vocab_size: int) -> None:
     """Write `tokens` (1-D, ids < vocab_size <= 65536) atomically: to a temp file, then rename."""
     tokens = np.asarray(tokens)
@@ -52,14 +67,11 @@ def write_shard(path: str | os.PathLike, tokens: np.ndarray, vocab_size: int) ->
     if tokens.size and (int(tokens.min()) < 0 or int(tokens.max()) >= vocab_size):
         raise ValueError(f"token ids span [{int(tokens.min())}, {int(tokens.max())}], outside "
                          f"[0, vocab_size={vocab_size}): pass the tokenizer's vocabulary size")
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         f.write(HEADER.pack(MAGIC, FORMAT_VERSION, vocab_size, tokens.size))
         f.write(tokens.astype("<u2", copy=False).tobytes())
         f.flush()
-        os.fsync(f.fileno())  # the rename below must never publish a half-written file
-    os.replace(tmp, path)
+        os.fsync(f.fileno())  # on disk before the rename publishes it (a crash then leaves no torn shard)
 
 
 def read_header(path: str | os.PathLike, remedy: str) -> tuple[int, int]:
