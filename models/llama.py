@@ -143,7 +143,7 @@ class Llama(nn.Module):
                                         rope_theta, norm_eps, mlp_hidden, init_std)
         self.ops = KernelOps()
         self.kernels_device_type = None  # the device type the kernels were resolved for (None: not yet)
-        self.set_kernels(None)  # torch until the device is known; fails here if "triton" is unavailable
+        self.set_kernels(None)  # auto: torch until the device is known; a bad `kernels` name fails here
 
         # The embedding doubles as the LM head (tied): logits = final_hidden @ embed_tokens.weight.T.
         self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.d_model)
@@ -175,7 +175,7 @@ class Llama(nn.Module):
     def set_kernels(self, device_type: str | None) -> str:
         """Resolve `config.kernels` for a device type ("cuda", "cpu", ...) and switch every module to it."""
         impl = resolve_kernels(self.config.kernels, device_type)
-        if impl == "triton":  # resolve_kernels returns "triton" only once these exist
+        if impl == "triton":
             self.ops.rms_norm = rmsnorm.rms_norm_triton
             self.ops.apply_rope = rope.apply_rope_triton
             self.ops.swiglu = swiglu.swiglu_triton

@@ -17,19 +17,9 @@ by `kernels` ("auto" | "torch" | "triton"), resolved here:
     impl = resolve_kernels("auto", device_type="cuda")   # -> "triton" or "torch"
 """
 
-import importlib.util
-
-from models.kernels import cross_entropy, rmsnorm, rope, swiglu
+from models.kernels import rmsnorm
 
 KERNEL_CHOICES = ("auto", "torch", "triton")
-
-
-def triton_kernels_available() -> bool:
-    """True when triton imports and every op file defines its Triton function."""
-    if importlib.util.find_spec("triton") is None:
-        return False
-    return (hasattr(rmsnorm, "rms_norm_triton") and hasattr(rope, "apply_rope_triton")
-            and hasattr(swiglu, "swiglu_triton") and hasattr(cross_entropy, "linear_cross_entropy_triton"))
 
 
 def triton_interpreted() -> bool:
@@ -43,20 +33,18 @@ def triton_interpreted() -> bool:
 def resolve_kernels(name: str, device_type: str | None) -> str:
     """Map a `kernels` setting to the implementation to use: "torch" or "triton".
 
-    "auto" means Triton on CUDA when available, else torch (device_type None: not known yet -> torch).
+    "auto" means Triton on CUDA, else torch (device_type None: not known yet -> torch).
     "triton" is honoured on CUDA, and on other devices only under the Triton interpreter (tests).
+    Triton itself is a hard requirement (every op file imports it), so it is never missing here.
     """
     if name not in KERNEL_CHOICES:
         raise ValueError(f"kernels={name!r} is not one of {KERNEL_CHOICES}; set model.kernels=auto")
     if name == "torch":
         return "torch"
     if name == "triton":
-        if not triton_kernels_available():
-            raise ValueError("kernels='triton' needs the triton package (pip install triton); "
-                             "use model.kernels=torch (or auto)")
         if device_type not in (None, "cuda") and not triton_interpreted():
             raise ValueError(f"kernels='triton' runs on CUDA; on {device_type} only under the Triton interpreter "
                              f"(export TRITON_INTERPRET=1 before starting Python, slow: for tests). "
                              f"Use model.kernels=auto or torch on {device_type}.")
         return "triton"
-    return "triton" if device_type == "cuda" and triton_kernels_available() else "torch"
+    return "triton" if device_type == "cuda" else "torch"

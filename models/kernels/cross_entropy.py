@@ -26,13 +26,24 @@ import triton
 import triton.language as tl
 
 
-def linear_cross_entropy_torch(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
-                               ignore_index: int = -100) -> torch.Tensor:
-    """Mean cross-entropy of the logits hidden @ weight.T against targets; NaN if every target is ignored."""
+def _check_shapes(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> None:
     assert hidden.ndim == 2 and weight.ndim == 2 and hidden.shape[1] == weight.shape[1], (
         f"expected hidden [N, d] and weight [V, d], got {tuple(hidden.shape)} and {tuple(weight.shape)}"
     )
     assert targets.shape == hidden.shape[:1], f"expected targets [{hidden.shape[0]}], got {tuple(targets.shape)}"
+
+
+def matmul_dtype(hidden: torch.Tensor) -> torch.dtype:
+    """The dtype the reference's logits matmul runs in: the autocast dtype when autocast is on for
+    hidden's device, else hidden's own dtype (the softmax is float32 either way)."""
+    device_type = hidden.device.type
+    return torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else hidden.dtype
+
+
+def linear_cross_entropy_torch(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
+                               ignore_index: int = -100) -> torch.Tensor:
+    """Mean cross-entropy of the logits hidden @ weight.T against targets; NaN if every target is ignored."""
+    _check_shapes(hidden, weight, targets)
     logits = F.linear(hidden, weight)  # [N, V]; bf16 under autocast
     # softmax in float32: in bf16 the log-sum-exp over 50k entries is too coarse for a loss curve
     return F.cross_entropy(logits.float(), targets, ignore_index=ignore_index)
@@ -158,13 +169,9 @@ def linear_cross_entropy_triton(hidden: torch.Tensor, weight: torch.Tensor, targ
     """Fused, chunked version of `linear_cross_entropy_torch` (same contract). Targets must lie in
     [0, V) or equal ignore_index. chunk_size (token rows per logits chunk) and block_v (vocab columns
     per kernel step) default to heuristics for d = 768, V = 50304; tests set small values."""
-    assert hidden.ndim == 2 and weight.ndim == 2 and hidden.shape[1] == weight.shape[1], (
-        f"expected hidden [N, d] and weight [V, d], got {tuple(hidden.shape)} and {tuple(weight.shape)}"
-    )
-    assert targets.shape == hidden.shape[:1], f"expected targets [{hidden.shape[0]}], got {tuple(targets.shape)}"
-    device_type = hidden.device.type
-    # the precision of the reference under autocast: matmuls in the autocast dtype, softmax in float32
-    dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else hidden.dtype
+    _check_shapes(hidden, weight, targets)
+    # the precision of the reference, decided here because the custom op cannot see autocast under compile
+    dtype = matmul_dtype(hidden)
     if torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad):
         return LinearCrossEntropyFunction.apply(hidden, weight, targets, ignore_index, dtype, chunk_size or 0,
                                                 block_v or 0)
