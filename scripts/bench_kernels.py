@@ -26,7 +26,7 @@ import time
 
 import torch
 
-from scripts.bench_common import bench_device
+from scripts.bench_common import bench_device, compile_for, liger_functional
 
 
 def parse_args(argv=None):
@@ -55,7 +55,7 @@ def parse_args(argv=None):
 
 def op_cases(args, device):
     """{op: (base inputs, which of them get gradients, {implementation: fn(*inputs) -> outputs})}."""
-    from models.kernels.cross_entropy import linear_cross_entropy_torch, linear_cross_entropy_triton
+    from models.kernels.cross_entropy import linear_cross_entropy_torch, linear_cross_entropy_triton, matmul_dtype
     from models.kernels.rmsnorm import rms_norm_torch, rms_norm_triton
     from models.kernels.rope import apply_rope_torch, apply_rope_triton, rope_cos_sin
     from models.kernels.swiglu import swiglu_torch, swiglu_triton
@@ -96,30 +96,20 @@ def op_cases(args, device):
     cases["cross_entropy"] = (
         [randn(N, d), randn(args.vocab, d, std=0.02)], [True, True],
         {"eager": lambda h, w: linear_cross_entropy_torch(h, w, targets),
-         "liger": liger and (lambda h, w: liger_linear_cross_entropy(liger, h, w, targets)),
+         "liger": liger and (lambda h, w: liger_linear_cross_entropy(liger, h, w, targets, matmul_dtype(h))),
          "ours": lambda h, w: linear_cross_entropy_triton(h, w, targets)},
     )
     for op, (_, _, impls) in cases.items():
         if not args.no_compile:
-            # compile the reference itself; the "eager" backend on CPU only checks that Dynamo traces it
-            impls["compile"] = torch.compile(impls["eager"], backend="inductor" if device.type == "cuda" else "eager")
+            impls["compile"] = compile_for(device, impls["eager"])  # the reference itself, compiled
         order = [name for name in ("eager", "compile", "liger", "ours") if impls.get(name)]
         cases[op] = (cases[op][0], cases[op][1], {name: impls[name] for name in order})
     return {op: cases[op] for op in args.ops}
 
 
-def liger_functional():
-    """liger_kernel.transformers.functional, or None when Liger-Kernel is not installed."""
-    try:
-        from liger_kernel.transformers import functional
-    except ImportError:
-        return None
-    return functional
-
-
-def liger_linear_cross_entropy(liger, hidden, weight, targets):
-    # Liger's fused op runs in the dtype it is given: cast as autocast would, to compare like with like
-    dtype = torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else hidden.dtype
+def liger_linear_cross_entropy(liger, hidden, weight, targets, dtype):
+    # Liger's fused op runs in the dtype it is given: cast to the reference's matmul dtype under
+    # autocast (models.kernels.cross_entropy.matmul_dtype), to compare like with like
     out = liger.liger_fused_linear_cross_entropy(hidden.to(dtype), weight.to(dtype), targets)
     return out[0] if isinstance(out, tuple) else out
 

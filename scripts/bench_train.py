@@ -38,9 +38,9 @@ import time
 from pathlib import Path
 
 import torch
-
-from scripts.bench_common import bench_device
 from omegaconf import OmegaConf
+
+from scripts.bench_common import bench_device, compile_for, liger_functional
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ("ours-triton", "ours-triton-compile", "ours-torch-compile", "hf", "hf-compile", "hf-liger",
@@ -164,8 +164,7 @@ def run_variant(variant, kwargs, batch, device, args):
         optimizer = torch.optim.AdamW(param_groups(model, 0.1), lr=1e-4, betas=(0.9, 0.95), eps=1e-8,
                                       fused=device.type == "cuda")
         if compile_it:
-            # the dry run checks that Dynamo traces the model; inductor codegen is the GPU run's business
-            model = torch.compile(model, backend="inductor" if device.type == "cuda" else "eager")
+            model = compile_for(device, model)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
 
@@ -234,9 +233,7 @@ def main(argv=None):
     if device.type != "cuda":
         print("DRY RUN on CPU: kernels under the Triton interpreter, compile with the eager backend; "
               "the numbers mean nothing")
-    try:
-        import liger_kernel  # noqa: F401
-    except ImportError:
+    if liger_functional() is None:
         print("liger-kernel not installed: the hf-liger variants are skipped (pip install liger-kernel)")
         args.variants = [v for v in args.variants if "liger" not in v]
 
