@@ -267,35 +267,30 @@ def final_losses(runs, max_loss=None):
     return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
-def empirical_optima(runs, max_loss=None, ignore=()) -> dict:
-    """{schedule_key: LRFit of final loss vs peak LR} for every schedule with >= 3 distinct LRs."""
-    fits = {}
-    for key, members in group_by_schedule(runs, ignore).items():
-        lrs, losses = final_losses(members, max_loss)
-        if len(set(lrs)) >= 3:
-            fits[key] = fit_lr_sweep(lrs, losses)
-    return fits
+def sweep_fit(lrs, losses):
+    """The LRFit of final loss vs peak LR, or None with fewer than 3 distinct LRs (too few to fit)."""
+    return fit_lr_sweep(lrs, losses) if len(set(lrs)) >= 3 else None
 
 
 def sweep_table(runs, reference=None, max_loss=None, ignore=(), G=1.0, D=1.0) -> pd.DataFrame:
     """Per schedule: runs, empirical optimal LR (fit; NaN if not within 2x of the swept LRs), theory
-    gamma*, predicted LR.
+    gamma*, predicted LR; also the points fitted (final_lrs, final_losses) and the LRFit (None with
+    fewer than 3 distinct LRs), for plots.
 
     The prediction is gamma*_i times one constant: the reference schedule's empirical optimum over its
     gamma* (reference = a schedule label or a schedule config), else the geometric mean of
     empirical/theory over the schedules whose optimum lies inside their swept range."""
-    groups = group_by_schedule(runs, ignore)
-    fits = empirical_optima(runs, max_loss, ignore)
     rows = []
-    for key, members in groups.items():
+    for members in group_by_schedule(runs, ignore).values():
         config = members[0].schedule_config
-        gamma, omega = optimal_lr(shape_of(config), G, D)
-        fit = fits.get(key)
+        gamma, _ = optimal_lr(shape_of(config), G, D)
+        lrs, losses = final_losses(members, max_loss)
+        fit = sweep_fit(lrs, losses)
         rows.append({"schedule": schedule_label(config), "runs": len(members),
                      "lrs": sorted({r.peak_lr for r in members}),
                      "empirical_lr": fit.optimal_lr if fit and fit.optimum_determined else np.nan,
                      "inside_range": fit.optimum_inside if fit else False, "fit_r2": fit.r2 if fit else np.nan,
-                     "theory_gamma": gamma, "config": config})
+                     "theory_gamma": gamma, "config": config, "final_lrs": lrs, "final_losses": losses, "fit": fit})
     table = pd.DataFrame(rows)
     if reference is not None:
         label = reference if isinstance(reference, str) else schedule_label(reference)

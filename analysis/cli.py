@@ -25,7 +25,8 @@ import numpy as np
 import pandas as pd
 
 from analysis import advise, plots
-from analysis.fit import Curve, fit_bound, fit_lr_sweep
+from analysis.bound import optimal_lr
+from analysis.fit import G_MODELS, Curve, fit_bound
 from analysis.runs import load, load_many
 
 
@@ -36,18 +37,17 @@ def _parse_value(text: str):
     return yaml.safe_load(text)
 
 
-def _lr_fit(lrs, losses):
-    return fit_lr_sweep(lrs, losses) if len(set(lrs)) >= 3 else None
-
-
-def _curve(run, label=None):
+def _curve(run):
+    """The run's validation-loss curve, or None with fewer than 4 points (too few to fit the bound)."""
     m = run.metrics.dropna(subset=["val/loss"])
-    return Curve(m["step"].to_numpy(), m["val/loss"].to_numpy(), run.lr(), label or f"lr={run.peak_lr:g}")
+    if len(m) < 4:
+        return None
+    return Curve(m["step"].to_numpy(), m["val/loss"].to_numpy(), run.lr(), f"lr={run.peak_lr:g}")
 
 
 def _overlay(runs, args, path, title):
     """Per-run (or joint with --joint) fits of the validation curves to the bound; writes the plot."""
-    curves = [_curve(r) for r in runs if r.metrics["val/loss"].notna().sum() >= 4]
+    curves = [c for c in map(_curve, runs) if c is not None]
     if not curves:
         return []
     if args.joint:
@@ -91,7 +91,7 @@ def cmd_transfer(args):
                          "narrow the glob or use --group-ignore")
     source = runs[0].schedule_config
     lrs, losses = advise.final_losses(runs, args.max_loss)
-    source_fit = _lr_fit(lrs, losses)
+    source_fit = advise.sweep_fit(lrs, losses)
     if args.lr is not None:
         lr, how = args.lr, "given by --lr"
     elif source_fit is not None:
@@ -109,15 +109,20 @@ def cmd_transfer(args):
             if key != advise.schedule_key(source, ignore):
                 targets.append(config)
             target_lrs, target_losses = advise.final_losses(members, args.max_loss)
-            measured[key] = (_lr_fit(target_lrs, target_losses), target_lrs, target_losses)
+            measured[key] = (advise.sweep_fit(target_lrs, target_losses), target_lrs, target_losses)
     for spec in args.set:
-        key, _, values = spec.partition("=")
+        key, sep, values = spec.partition("=")
+        if not sep or not key or not values:
+            raise ValueError(f"--set {spec!r} is not KEY=V1,V2,...; write e.g. --set cooldown_fraction=0.1,0.4")
         for value in values.split(","):
             targets.append(advise.with_args(source, **{key: _parse_value(value)}))
     for spec in args.target:
         name, _, rest = spec.partition(":")
-        extra = dict(kv.split("=", 1) for kv in rest.split(",") if kv)
-        targets.append(advise.group_config(name, like=source, **{k: _parse_value(v) for k, v in extra.items()}))
+        pairs = [item.partition("=") for item in rest.split(",") if item]
+        if any(not key or not sep for key, sep, _ in pairs):
+            raise ValueError(f"--target {spec!r} is not NAME[:KEY=VALUE,...]; "
+                             "write e.g. --target cosine:final_fraction=0.1")
+        targets.append(advise.group_config(name, like=source, **{k: _parse_value(v) for k, _, v in pairs}))
     if source_fit is not None:
         measured.setdefault(advise.schedule_key(source, ignore), (source_fit, lrs, losses))
 
@@ -169,11 +174,12 @@ def cmd_extend(args):
           f"(taken as tuned) -> T2={args.steps}")
     print(f"bound in theory units (D = {args.D:g}, G = {args.G:g}, the run's LR mapped to gamma*(T1)); "
           "vs_same_lr: relative to keeping the LR\n")
-    curve = _curve(run) if run.metrics["val/loss"].notna().sum() >= 4 else None
+    shapes = [advise.shape_of(c) for c in table["config"]]
+    curve = _curve(run)
     if curve is not None:   # predicted final loss of each option, from the run's own curve fitted to the bound
         fit = fit_bound(curve, g_model=args.g_model, min_step=args.fit_from)
-        table["predicted_final_loss"] = [float(fit.predict(r["lr"] * advise.shape_of(r["config"]), [args.steps])[0])
-                                         for _, r in table.iterrows()]
+        table["predicted_final_loss"] = [float(fit.predict(peak * shape, [args.steps])[0])
+                                         for peak, shape in zip(table["lr"], shapes)]
         print(f"(predicted_final_loss: C + M Omega_T of each option, the run's val loss fitted with "
               f"R^2 {fit.r2:.4f})\n")
     columns = ["option", "schedule", "lr", "bound", "vs_same_lr"]
@@ -186,8 +192,10 @@ def cmd_extend(args):
         init = f" {_init_from(run, int(keep))}" if pd.notna(keep) else ""
         print(f"  {row['option']}:\n    {row['overrides']}{init}")
     if not args.no_plot:
-        curves = {f"{r['option']}": r["lr"] / lr * advise.optimal_lr(advise.shape_of(run.schedule_config))[0]
-                  * advise.shape_of(r["config"]) for _, r in table.iterrows()}
+        # Theory units, as in the table's bound column: the run's LR maps to gamma*(T1).
+        gamma_1 = optimal_lr(advise.shape_of(run.schedule_config), args.G, args.D)[0]
+        curves = {option: peak / lr * gamma_1 * shape
+                  for option, peak, shape in zip(table["option"], table["lr"], shapes)}
         written = plots.plot_bound_curves(curves, Path(args.out) / "extension", G=args.G, D=args.D,
                                           title=f"extension to T2={args.steps}: bound (theory units)",
                                           marks=[run.total_steps])
@@ -196,14 +204,10 @@ def cmd_extend(args):
 
 
 def cmd_sweep(args):
-    runs = load_many(args.runs)
-    ignore = tuple(args.group_ignore)
-    grouped = advise.group_by_schedule(runs, ignore)
-    table = advise.sweep_table(runs, reference=args.reference, max_loss=args.max_loss, ignore=ignore,
-                               G=args.G, D=args.D)
+    table = advise.sweep_table(load_many(args.runs), reference=args.reference, max_loss=args.max_loss,
+                               ignore=tuple(args.group_ignore), G=args.G, D=args.D)
     table["lrs"] = table["lrs"].map(lambda v: ",".join(f"{x:g}" for x in v))
-    fits = advise.empirical_optima(runs, args.max_loss, ignore)
-    shown = table.assign(empirical_lr=[_mark(fits.get(key)) for key in grouped])
+    shown = table.assign(empirical_lr=table["fit"].map(_mark))
     _print_table(shown, ["schedule", "runs", "lrs", "empirical_lr", "theory_gamma", "predicted_lr",
                          "predicted/empirical"],
                  {"theory_gamma": "{:.4g}", "predicted_lr": "{:.4g}", "predicted/empirical": "{:.3f}"})
@@ -211,11 +215,8 @@ def cmd_sweep(args):
     print(f"\npredicted_lr = theory_gamma x one constant ({anchor}); empirical_lr: fit of final loss = A/lr + B lr + C"
           " (* = outside the swept LRs, extrapolated)")
     if not args.no_plot:
-        sweep = []
-        for (_, row), members in zip(table.iterrows(), grouped.values()):
-            lrs, losses = advise.final_losses(members, args.max_loss)
-            sweep.append({"label": row["schedule"], "lrs": lrs, "losses": losses, "fit": _lr_fit(lrs, losses),
-                          "predicted_lr": row["predicted_lr"]})
+        sweep = [{"label": row["schedule"], "lrs": row["final_lrs"], "losses": row["final_losses"],
+                  "fit": row["fit"], "predicted_lr": row["predicted_lr"]} for _, row in table.iterrows()]
         written = plots.plot_lr_sweep(sweep, Path(args.out) / "lr_sweep", title="sweep")
         print("plots: " + ", ".join(str(p) for p in written))
     return table
@@ -234,10 +235,11 @@ def build_parser():
         p.add_argument("--D", type=float, default=1.0, help="distance to the optimum of the theory (default 1)")
         p.add_argument("--out", default=f"outputs/analysis/{out}", help="folder for the plots")
         p.add_argument("--no-plot", action="store_true", help="skip the plots")
-        p.add_argument("--g-model", default="exp_power", choices=["constant", "exp_power"],
+
+    def curve_fits(p):     # loss curves fitted to the bound (transfer: the overlay plot; extend: predictions)
+        p.add_argument("--g-model", default="exp_power", choices=list(G_MODELS),
                        help="G_t model of the loss-curve fits (analysis.fit)")
         p.add_argument("--fit-from", type=int, default=1000, help="fit loss curves from this step on")
-        p.add_argument("--joint", action="store_true", help="one fit for all curves (shared C, M, G_t)")
 
     def grouping(p):
         p.add_argument("--group-ignore", action="append", default=[], metavar="KEY",
@@ -246,9 +248,11 @@ def build_parser():
                        help="leave out runs with a larger final loss (diverged)")
 
     p = modes.add_parser("transfer", help="the LR of other schedules from a tuned one, same horizon")
-    p.add_argument("--runs", required=True, action="append", help="glob of the source schedule's runs")
+    p.add_argument("--runs", required=True, action="append",
+                   help="glob (quoted) of the source schedule's runs; repeatable")
     p.add_argument("--lr", type=float, default=None, help="tuned peak LR of the source (default: fitted)")
-    p.add_argument("--target-runs", action="append", default=[], help="glob of runs whose schedules are targets")
+    p.add_argument("--target-runs", action="append", default=[],
+                   help="glob (quoted) of runs whose schedules are targets; repeatable")
     p.add_argument("--set", action="append", default=[], metavar="KEY=V1,V2",
                    help="targets: the source schedule with one argument changed, e.g. cooldown_fraction=0.1,0.4")
     p.add_argument("--target", action="append", default=[], metavar="NAME[:k=v,...]",
@@ -256,6 +260,8 @@ def build_parser():
                         "e.g. linear or cosine:final_fraction=0.1")
     grouping(p)
     common(p, "transfer")
+    curve_fits(p)
+    p.add_argument("--joint", action="store_true", help="one fit for all curves (shared C, M, G_t)")
     p.set_defaults(func=cmd_transfer)
 
     p = modes.add_parser("extend", help="continue a run to a longer horizon")
@@ -263,11 +269,14 @@ def build_parser():
     p.add_argument("--steps", type=int, required=True, help="the new horizon T2")
     p.add_argument("--lr", type=float, default=None, help="the run's tuned peak LR (default: its peak LR)")
     common(p, "extend")
+    curve_fits(p)
     p.set_defaults(func=cmd_extend)
 
     p = modes.add_parser("sweep", help="empirical optimal LR per schedule vs the theory")
-    p.add_argument("--runs", required=True, action="append", help="glob of the sweep's runs")
-    p.add_argument("--reference", default=None, help="anchor the prediction at this schedule label")
+    p.add_argument("--runs", required=True, action="append", help="glob (quoted) of the sweep's runs; repeatable")
+    p.add_argument("--reference", default=None,
+                   help="anchor the prediction at this schedule (its label as printed in the schedule column; "
+                        "default: the geometric mean over the schedules)")
     grouping(p)
     common(p, "sweep")
     p.set_defaults(func=cmd_sweep)

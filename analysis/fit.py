@@ -87,13 +87,16 @@ class BoundFit:
         return coef[0] + X @ coef[1:]
 
 
+def _g_columns(curve, g_model, theta, first=0):
+    """Omega at the curve's steps with D = 0 and G_t^2 = phi_b, for the basis functions b >= first."""
+    phis = _basis(g_model, theta, np.arange(1, curve.lr.size + 1))[first:]
+    return [bound_curve(curve.lr, G=np.sqrt(phi), D=0.0, horizons=curve.steps) for phi in phis]
+
+
 def _columns(curve, g_model, theta):
     """Design columns of one curve at its steps: Omega with (D=1, G=0), then with (D=0, G^2=phi_b)."""
-    t = np.arange(1, curve.lr.size + 1)
-    cols = [bound_curve(curve.lr, G=0.0, D=1.0, horizons=curve.steps)]
-    for phi in _basis(g_model, theta, t):
-        cols.append(bound_curve(curve.lr, G=np.sqrt(phi), D=0.0, horizons=curve.steps))
-    return np.stack(cols, axis=1)
+    d_term = bound_curve(curve.lr, G=0.0, D=1.0, horizons=curve.steps)
+    return np.stack([d_term, *_g_columns(curve, g_model, theta)], axis=1)
 
 
 def _solve(X, y):
@@ -125,12 +128,8 @@ def fit_bound(curves, g_model="constant", min_step=1) -> BoundFit:
     if g_model == "exp_power":
         T = max(c.lr.size for c in curves)
 
-        def design(th):
-            extra = []
-            for c in curves:
-                t = np.arange(1, c.lr.size + 1)
-                extra.append(np.stack([bound_curve(c.lr, G=np.sqrt(phi), D=0.0, horizons=c.steps)
-                                       for phi in _basis(g_model, th, t)[1:]], axis=1))
+        def design(th):   # the fixed columns, then those of the basis functions after the constant
+            extra = [np.stack(_g_columns(c, g_model, th, first=1), axis=1) for c in curves]
             return np.concatenate([fixed, np.concatenate(extra)], axis=1)
 
         def sse(x):   # x = (log tau, alpha)

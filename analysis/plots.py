@@ -28,6 +28,20 @@ def save_figure(fig: Figure, path) -> list[Path]:
     return written
 
 
+def _axes():
+    """A new figure of the size all analysis plots share, and its one axes."""
+    fig = Figure(figsize=(6.5, 4.2))
+    return fig, fig.add_subplot()
+
+
+def _finish(fig, ax, title, path, grid_which="major") -> list[Path]:
+    """Title, grid and legend as every analysis plot has them, then save_figure."""
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3, which=grid_which)
+    ax.legend(fontsize=7)
+    return save_figure(fig, path)
+
+
 def _colors(n):
     from matplotlib import colormaps
 
@@ -37,8 +51,7 @@ def _colors(n):
 
 def plot_overlay(pairs, path, title="measured loss vs fitted bound", ylim=None) -> list[Path]:
     """pairs: [(Curve, BoundFit)]: measured points and C + M * Omega_t at every step of the run."""
-    fig = Figure(figsize=(6.5, 4.2))
-    ax = fig.add_subplot()
+    fig, ax = _axes()
     for (curve, fit), color in zip(pairs, _colors(len(pairs))):
         ax.plot(curve.steps, curve.loss, "o", ms=2.5, color=color, alpha=0.6,
                 label=f"{curve.label} (R$^2$ {fit.r2:.3f})")
@@ -53,17 +66,13 @@ def plot_overlay(pairs, path, title="measured loss vs fitted bound", ylim=None) 
         ylim = (low - 0.05 * (high - low), high)
     if ylim is not None:
         ax.set_ylim(*ylim)
-    ax.set_title(title + " (points: measured; lines: C + M $\\Omega_t$)", fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    return save_figure(fig, path)
+    return _finish(fig, ax, title + " (points: measured; lines: C + M $\\Omega_t$)", path)
 
 
 def plot_lr_sweep(groups, path, title="final loss vs peak LR") -> list[Path]:
     """groups: [dict(label, lrs, losses, fit=LRFit|None, predicted_lr=float|None)], one colour each:
     measured points, the fit A/lr + B lr + C, its optimum (circle) and the prediction (dashed line)."""
-    fig = Figure(figsize=(6.5, 4.2))
-    ax = fig.add_subplot()
+    fig, ax = _axes()
     for group, color in zip(groups, _colors(len(groups))):
         ax.plot(group["lrs"], group["losses"], "o", color=color, label=group["label"])
         fit = group.get("fit")
@@ -77,17 +86,14 @@ def plot_lr_sweep(groups, path, title="final loss vs peak LR") -> list[Path]:
     ax.set_xscale("log")
     ax.set_xlabel("peak LR")
     ax.set_ylabel("final validation loss")
-    ax.set_title(title + " (lines: fits; open circles: fitted optima; dashed: predicted LR)", fontsize=9)
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7)
-    return save_figure(fig, path)
+    return _finish(fig, ax, title + " (lines: fits; open circles: fitted optima; dashed: predicted LR)", path,
+                   grid_which="both")
 
 
 def plot_bound_curves(schedules, path, G=1.0, D=1.0, title="bound $\\Omega_t$", ylim=None, marks=()) -> list[Path]:
     """schedules: {label: step sizes}; Omega_t of each at every step (y from 0 to 3x the largest
     final value unless ylim is given); marks: steps to draw as vertical lines (e.g. the old horizon)."""
-    fig = Figure(figsize=(6.5, 4.2))
-    ax = fig.add_subplot()
+    fig, ax = _axes()
     finals = []
     for (label, lr), color in zip(schedules.items(), _colors(len(schedules))):
         lr = np.asarray(lr, dtype=np.float64)
@@ -103,7 +109,4 @@ def plot_bound_curves(schedules, path, G=1.0, D=1.0, title="bound $\\Omega_t$", 
         ylim = (0.0, 3.0 * max(finals))
     if ylim is not None:
         ax.set_ylim(*ylim)
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    return save_figure(fig, path)
+    return _finish(fig, ax, title, path)

@@ -30,6 +30,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from training.metrics import METRICS_FILE
+
 CORE_COLUMNS = ("step", "train/loss", "val/loss", "lr", "grad_norm")
 FINAL_KEY = "final/val_loss"
 
@@ -75,25 +77,27 @@ class Run:
 _WANDB_ONLINE = re.compile(r"^[\w.-]+/[\w.-]+/[\w.-]+$")
 
 
+def _reader(path: Path):
+    """The loader for a local path, or None if it is not a run."""
+    if path.is_dir() and (path / METRICS_FILE).exists():
+        return _load_run_dir
+    if path.is_dir() and any(path.glob("run-*.wandb")):
+        return _load_wandb_offline
+    if path.is_file() and path.suffix == ".json":
+        return _load_paper_log
+    return None
+
+
 def load(source) -> Run:
     """A Run from a run directory, a wandb offline folder or online path, or a paper JSON log."""
     path = Path(source)
-    if path.is_dir() and (path / "metrics.jsonl").exists():
-        return _load_run_dir(path)
-    if path.is_dir() and list(path.glob("run-*.wandb")):
-        return _load_wandb_offline(path)
-    if path.is_file() and path.suffix == ".json":
-        return _load_paper_log(path)
+    reader = _reader(path)
+    if reader is not None:
+        return reader(path)
     if not path.exists() and _WANDB_ONLINE.match(str(source)):
         return _load_wandb_online(str(source))
-    raise ValueError(f"cannot read a run from {source!r}: expected a run directory with metrics.jsonl, a "
+    raise ValueError(f"cannot read a run from {source!r}: expected a run directory with {METRICS_FILE}, a "
                      "wandb offline-run-* folder, a paper .json log, or an online wandb path entity/project/run_id")
-
-
-def _is_run(path: Path) -> bool:
-    if path.is_dir():
-        return (path / "metrics.jsonl").exists() or bool(list(path.glob("run-*.wandb")))
-    return path.suffix == ".json" and path.is_file()
 
 
 def load_many(patterns) -> list[Run]:
@@ -101,13 +105,14 @@ def load_many(patterns) -> list[Run]:
     Matches that are not runs (a sweep's multirun.yaml, a README) are skipped with a warning."""
     patterns = [patterns] if isinstance(patterns, (str, Path)) else list(patterns)
     paths = sorted({Path(p) for pattern in patterns for p in globlib.glob(str(pattern))})
-    runs = [p for p in paths if _is_run(p)]
-    skipped = [p.name for p in paths if not _is_run(p) and p.name != "README.md"]
+    readers = {p: _reader(p) for p in paths}
+    skipped = [p.name for p, reader in readers.items() if reader is None and p.name != "README.md"]
     if skipped:
         warnings.warn(f"skipped {len(skipped)} matches that are not runs: {skipped[:5]}")
+    runs = [reader(p) for p, reader in readers.items() if reader is not None]
     if not runs:
         raise ValueError(f"no runs match {patterns}; check the glob (quote it so that the shell does not expand it)")
-    return [load(p) for p in runs]
+    return runs
 
 
 # ----------------------------------------------------------------------------------------------
@@ -146,24 +151,24 @@ def _load_run_dir(path: Path) -> Run:
 
     config_file = path / "config.yaml"
     if not config_file.exists():
-        raise ValueError(f"{path} has metrics.jsonl but no config.yaml; is it a run directory of train.py?")
+        raise ValueError(f"{path} has {METRICS_FILE} but no config.yaml; is it a run directory of train.py?")
     raw = OmegaConf.load(config_file)
     try:    # train.py writes the config resolved; resolve anything left when it can be
         config = OmegaConf.to_container(raw, resolve=True)
     except OmegaConfBaseException:
         config = OmegaConf.to_container(raw, resolve=False)
+    # Not training.metrics.read_metrics: a crash can leave a half-written line, which is skipped here.
     rows = []
-    lines = (path / "metrics.jsonl").read_text().splitlines()
-    for number, line in enumerate(lines, 1):
+    metrics_file = path / METRICS_FILE
+    for number, line in enumerate(metrics_file.read_text().splitlines(), 1):
         if not line.strip():
             continue
         try:
             rows.append(json.loads(line))
-        except json.JSONDecodeError:   # a crash can leave a half-written last line
-            warnings.warn(f"{path / 'metrics.jsonl'}:{number}: not JSON, skipped")
+        except json.JSONDecodeError:
+            warnings.warn(f"{metrics_file}:{number}: not JSON, skipped")
     metrics = tidy(pd.DataFrame(rows if rows else {"step": []}), keep="last")
-    run = Run(name=path.name, source=str(path), config=config, metrics=metrics,
-              schedule_config=config.get("schedule"), peak_lr=_nested(config, "optimizer", "lr"))
+    run = _from_config(path.name, str(path), config, metrics)
     lineage_file = path / "lineage.json"
     if lineage_file.exists():
         lineage = json.loads(lineage_file.read_text())
@@ -185,12 +190,12 @@ def _with_parent(run: Run, parent_source, branch_step: int) -> Run:
     return run
 
 
-def _nested(config: dict, *keys):
-    for key in keys:
-        if not isinstance(config, dict) or key not in config:
-            return None
-        config = config[key]
-    return config
+def _from_config(name, source, config: dict, metrics: pd.DataFrame) -> Run:
+    """A Run of this project's trainer: the schedule and peak LR come from the recorded config."""
+    optimizer = config.get("optimizer")
+    peak_lr = optimizer.get("lr") if isinstance(optimizer, dict) else None
+    return Run(name=name, source=source, config=config, metrics=metrics,
+               schedule_config=config.get("schedule"), peak_lr=peak_lr)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -204,8 +209,7 @@ def _from_wandb(name, source, config, history: pd.DataFrame, summary: dict) -> R
     metrics = tidy(history if len(history) else pd.DataFrame({"step": []}), keep="last")
     if FINAL_KEY in summary and (FINAL_KEY not in metrics or metrics[FINAL_KEY].isna().all()):
         metrics.loc[metrics.index[-1] if len(metrics) else 0, FINAL_KEY] = summary[FINAL_KEY]
-    return Run(name=name, source=source, config=config, metrics=metrics,
-               schedule_config=config.get("schedule"), peak_lr=_nested(config, "optimizer", "lr"))
+    return _from_config(name, source, config, metrics)
 
 
 def _load_wandb_online(path: str) -> Run:
