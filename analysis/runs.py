@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from training.metrics import METRICS_FILE
+from training.metrics import METRICS_FILE, read_metrics
 
 CORE_COLUMNS = ("step", "train/loss", "val/loss", "lr", "grad_norm")
 FINAL_KEY = "final/val_loss"
@@ -157,16 +157,7 @@ def _load_run_dir(path: Path) -> Run:
         config = OmegaConf.to_container(raw, resolve=True)
     except OmegaConfBaseException:
         config = OmegaConf.to_container(raw, resolve=False)
-    # Not training.metrics.read_metrics: a crash can leave a half-written line, which is skipped here.
-    rows = []
-    metrics_file = path / METRICS_FILE
-    for number, line in enumerate(metrics_file.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            warnings.warn(f"{metrics_file}:{number}: not JSON, skipped")
+    rows = read_metrics(path)  # skips a line a crash left half-written
     metrics = tidy(pd.DataFrame(rows if rows else {"step": []}), keep="last")
     run = _from_config(path.name, str(path), config, metrics)
     lineage_file = path / "lineage.json"

@@ -107,7 +107,10 @@ def test_resume_after_crash_gives_identical_metrics(reference_run, tmp_path, mon
         run(cfg, tmp_path)
     monkeypatch.setattr(BatchLoader, "next_batch", original)
     assert checkpoint.latest_checkpoint(tmp_path).name == "step_0000010"
-    run(cfg, tmp_path)  # trainer.resume=auto picks up step 10
+    with open(tmp_path / "metrics.jsonl", "a") as f:  # as if the crash cut a write short
+        f.write('{"step": 13, "tokens": 33')
+    with pytest.warns(UserWarning, match="not JSON"):
+        run(cfg, tmp_path)  # trainer.resume=auto picks up step 10
     assert comparable(read_metrics(tmp_path)) == comparable(read_metrics(ref_dir))
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import warnings
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -72,9 +73,9 @@ class MetricsLogger:
     def truncate_after(self, step: int) -> None:
         """Drop events logged after `step` (a resume from a checkpoint at `step` redoes them)."""
         self._file.close()
-        kept = [line for line in self.path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+        kept = [event for event in read_metrics(self.path.parent) if event["step"] <= step]
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text("".join(line + "\n" for line in kept))
+        tmp.write_text("".join(json.dumps(event) + "\n" for event in kept))
         tmp.replace(self.path)
         self._file = open(self.path, "a")
 
@@ -92,8 +93,18 @@ class MetricsLogger:
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
+    """The events of a run. A crash can leave a half-written last line: such lines are skipped
+    with a warning, so that resuming and the analysis both still work."""
     path = Path(run_dir) / METRICS_FILE
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    events = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            events.append(json.loads(line))
+        except json.JSONDecodeError:
+            warnings.warn(f"{path}:{number}: not JSON (a write cut short by a crash?), skipped")
+    return events
 
 
 def plot_loss_curve(run_dir: str | Path, out: str | Path | None = None) -> Path:
