@@ -10,10 +10,10 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
-from pathlib import Path
 import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf

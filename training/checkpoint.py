@@ -114,8 +114,3 @@ def load(path: str | Path) -> dict:
         raise ValueError(f"Checkpoint {state_file} lacks {sorted(missing)}: not written by this trainer.")
     return state
 
-
-def load_config(path: str | Path) -> DictConfig | None:
-    """The resolved config stored beside a checkpoint (None if absent)."""
-    cfg_file = Path(path) / CONFIG_FILE if Path(path).is_dir() else Path(path).parent / CONFIG_FILE
-    return OmegaConf.load(cfg_file) if cfg_file.is_file() else None
