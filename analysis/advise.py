@@ -1,21 +1,15 @@
 """The LR advisor: the bound's closed-form optimal LR applied to real runs (THEORY.md section 2).
 
-    from analysis.advise import transfer_lr, transfer_table, extension_options, sweep_table
+    from analysis.advise import transfer_lr, transfer_table, sweep_table
     transfer_lr(1e-3, wsd.multipliers(), linear.multipliers())   # tuned LR of A -> LR for B
     transfer_table(1e-3, run.schedule_config, [cfg_b, cfg_c])    # the same for several schedules
-    extension_options(run.schedule_config, 1e-3, new_steps=100_000)   # continue a run to a longer horizon
     sweep_table(load_many("outputs/multiruns/*/*"))              # empirical vs predicted optimum per schedule
 CLI: python -m analysis advise --help
 
 - transfer: at a fixed horizon, gamma_B = gamma_A * gamma*_B / gamma*_A (gamma* of the peak-1 shapes,
   D = G = 1 unless given): the bound's prediction up to the unknown problem constants, which cancel
   in the ratio.
-- extension: a run tuned at T1 continues to T2: (a) the same schedule at T2 with the LR scaled by
-  gamma*(T2)/gamma*(T1); for a WSD run, keeping everything before its cooldown and the LR in use,
-  (b) the two-stage WSD whose second plateau rho makes gamma*(new) = gamma*(old), or (c) the
-  cooldown fraction of the new horizon with the same property; baselines: the same LR with the
-  old cooldown fraction at T2, and linear decay tuned at T2 (a restart). Bounds are in theory units
-  (the run's LR mapped to gamma*(T1)).
+- extension to a longer horizon: analysis/extend.py.
 - sweep: per schedule, the empirical optimum of final loss vs peak LR (analysis.fit) next to the
   theory's prediction, anchored by one constant (a reference schedule, or the geometric mean).
 Schedules are configs (`_target_` + arguments), built by hydra.utils.instantiate, as the trainer does.
@@ -23,14 +17,12 @@ Schedules are configs (`_target_` + arguments), built by hydra.utils.instantiate
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import brentq
 
-from analysis.bound import bound, optimal_lr
+from analysis.bound import optimal_lr
 from analysis.fit import fit_lr_sweep
 
 SCHEDULE_CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "schedule"
@@ -156,87 +148,6 @@ def transfer_table(lr, source_config, target_configs, G=1.0, D=1.0) -> pd.DataFr
         rows.append({"schedule": schedule_label(config), "theory_gamma": gamma, "bound": omega,
                      "ratio": gamma / gamma_src, "lr": lr * gamma / gamma_src,
                      "overrides": hydra_overrides(config, lr * gamma / gamma_src), "config": config})
-    return pd.DataFrame(rows)
-
-
-# ---------------------------------------------------------------------------------------------------
-# Extension to a longer horizon.
-# ---------------------------------------------------------------------------------------------------
-def _log_gamma_gap(config, target_gamma, G, D):
-    return math.log(optimal_lr(shape_of(config), G, D)[0]) - math.log(target_gamma)
-
-
-def _solve_on_grid(f, grid):
-    """The largest root of f on `grid` (a sign change refined by brentq); None if f has none there.
-    Also returns the grid point where |f| is smallest, the fallback."""
-    values = np.array([f(x) for x in grid])
-    change = np.nonzero(np.sign(values[:-1]) != np.sign(values[1:]))[0]
-    closest = grid[int(np.argmin(np.abs(values)))]
-    if change.size == 0:
-        return None, closest
-    i = change[-1]
-    return brentq(f, grid[i], grid[i + 1], xtol=1e-6), closest
-
-
-def extension_options(schedule_config, lr, new_steps, G=1.0, D=1.0, rho_grid=None) -> pd.DataFrame:
-    """The theory's options for continuing a run (schedule_config at its total_steps T1, peak LR lr
-    assumed tuned) to new_steps T2 > T1. Rows: option, schedule, lr, bound, vs_same_lr, note,
-    init_step (the step whose checkpoint the continuation starts from; None for a restart), overrides."""
-    import schedules
-
-    T1 = int(schedule_config["total_steps"])
-    if new_steps <= T1:
-        raise ValueError(f"new_steps={new_steps} must exceed the run's horizon total_steps={T1}")
-    gamma_1, _ = optimal_lr(shape_of(schedule_config), G, D)
-    same = with_args(schedule_config, total_steps=int(new_steps))
-    same_shape = shape_of(same)
-    baseline = bound(gamma_1 * same_shape, G, D)
-
-    rows = []
-
-    def add(option, config, peak, note="", init_step=None):
-        # Bound in theory units: the run's LR lr corresponds to gamma_1, so peak corresponds to peak/lr*gamma_1.
-        omega = bound(peak / lr * gamma_1 * shape_of(config), G, D)
-        rows.append({"option": option, "schedule": schedule_label(config), "lr": peak, "bound": omega,
-                     "vs_same_lr": omega / baseline - 1.0, "note": note, "init_step": init_step,
-                     "overrides": hydra_overrides(config, peak), "config": config})
-
-    add("same LR (baseline)", same, lr)
-    gamma_2, _ = optimal_lr(same_shape, G, D)
-    add("same schedule, LR rescaled", same, lr * gamma_2 / gamma_1, "the LR changes from step 0: a restart")
-    linear = group_config("linear", like=schedule_config, total_steps=int(new_steps),
-                          warmup_steps=schedule_config.get("warmup_steps", 0))
-    add("linear decay, tuned (restart)", linear, lr * optimal_lr(shape_of(linear), G, D)[0] / gamma_1)
-
-    old = build(schedule_config)
-    if isinstance(old, schedules.WSD):
-        keep = old.cooldown_start       # everything before the old cooldown is reused
-        two_stage = {"_target_": "schedules.TwoStageWSD", "total_steps": int(new_steps),
-                     "warmup_steps": old.warmup_steps, "warmup_start": old.warmup_start, "drop_step": keep,
-                     "drop_fraction": None, "transition_steps": 0, "rho": 1.0,
-                     "cooldown_fraction": old.cooldown_fraction, "cooldown_kind": old.cooldown_kind,
-                     "final_fraction": old.final_fraction}
-        grid = np.linspace(0.2, 1.0, 81) if rho_grid is None else np.asarray(rho_grid)
-        rho, closest = _solve_on_grid(lambda r: _log_gamma_gap(with_args(two_stage, rho=float(r)), gamma_1, G, D),
-                                      grid)
-        note = (f"keeps steps < {keep}" if rho is not None
-                else f"no rho in [{grid[0]}, {grid[-1]}] keeps gamma*; closest")
-        add("two-stage WSD (rho)", with_args(two_stage, rho=round(float(rho if rho is not None else closest), 4)),
-            lr, note, init_step=keep)
-        # Cooldown fraction of the new horizon. It continues the run only if the new cooldown starts
-        # after the kept part (c <= c_keep); a larger root is reported with that caveat.
-        c_keep = (new_steps - keep) / new_steps
-        c_top = (new_steps - old.warmup_steps) / new_steps - 1e-6
-        wsd = lambda c: with_args(schedule_config, total_steps=int(new_steps), cooldown_fraction=float(c))
-        c, closest = _solve_on_grid(lambda c: _log_gamma_gap(wsd(c), gamma_1, G, D), np.linspace(0.01, c_top, 200))
-        if c is None:
-            note = f"no fraction keeps gamma*; closest"
-        elif c <= c_keep:
-            note = f"keeps steps < {keep}"
-        else:
-            note = f"cooldown from step {new_steps - int(c * new_steps)} < {keep}: not a continuation"
-        add("adapted cooldown fraction", wsd(round(float(c if c is not None else closest), 4)), lr, note,
-            init_step=keep if c is not None and c <= c_keep else None)
     return pd.DataFrame(rows)
 
 

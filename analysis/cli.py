@@ -18,16 +18,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from analysis import advise, plots
-from analysis.bound import optimal_lr
-from analysis.fit import G_MODELS, Curve, fit_bound
-from analysis.runs import load, load_many
+from analysis.extend import cmd_extend
+from analysis.fit import G_MODELS, fit_bound
+from analysis.report import curve_of, print_table
+from analysis.runs import load_many
 
 
 def _parse_value(text: str):
@@ -37,17 +36,9 @@ def _parse_value(text: str):
     return yaml.safe_load(text)
 
 
-def _curve(run):
-    """The run's validation-loss curve, or None with fewer than 4 points (too few to fit the bound)."""
-    m = run.metrics.dropna(subset=["val/loss"])
-    if len(m) < 4:
-        return None
-    return Curve(m["step"].to_numpy(), m["val/loss"].to_numpy(), run.lr(), f"lr={run.peak_lr:g}")
-
-
 def _overlay(runs, args, path, title):
     """Per-run (or joint with --joint) fits of the validation curves to the bound; writes the plot."""
-    curves = [c for c in map(_curve, runs) if c is not None]
+    curves = [c for c in map(curve_of, runs) if c is not None]
     if not curves:
         return []
     if args.joint:
@@ -70,14 +61,6 @@ def _mark(fit):
     if not fit.optimum_determined:
         return f">{fit.lrs.max():g}" if fit.optimal_lr > fit.lrs.max() else f"<{fit.lrs.min():g}"
     return f"{fit.optimal_lr:.4g}" + ("" if fit.optimum_inside else "*")
-
-
-def _print_table(table: pd.DataFrame, columns, formats):
-    shown = table[columns].copy()
-    for column, fmt in formats.items():
-        shown[column] = shown[column].map(lambda v, f=fmt: "-" if v is None or (isinstance(v, float) and
-                                                                                 not math.isfinite(v)) else f.format(v))
-    print(shown.to_string(index=False))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -136,7 +119,7 @@ def cmd_transfer(args):
     print(f"transfer at the same horizon: lr_B = lr_A * gamma*_B / gamma*_A (D = {args.D:g}, G = {args.G:g}); "
           "first row: the source\n")
     shown = table.assign(measured_lr=[_mark(f) for f in fits])
-    _print_table(shown, ["schedule", "theory_gamma", "ratio", "lr", "measured_lr", "predicted/measured"],
+    print_table(shown, ["schedule", "theory_gamma", "ratio", "lr", "measured_lr", "predicted/measured"],
                  {"theory_gamma": "{:.4g}", "ratio": "{:.3f}", "lr": "{:.4g}", "predicted/measured": "{:.3f}"})
     print("measured_lr: optimum of final loss = A/lr + B lr + C fitted to the target runs; "
           "* = outside the swept LRs (extrapolated)")
@@ -157,58 +140,12 @@ def cmd_transfer(args):
     return table
 
 
-def _init_from(run, step):
-    """`trainer.init_from=...`: the checkpoint at `step` of the run, or of its parent if it branched later."""
-    owner = run.parent if run.parent is not None and run.branch_step is not None and step <= run.branch_step else run
-    if not Path(owner.source).is_dir():
-        return f"trainer.init_from=<checkpoint at step {step}>"
-    return f"trainer.init_from={Path(owner.source) / 'checkpoints' / f'step_{step:07d}'}"
-
-
-def cmd_extend(args):
-    run = load(args.run)
-    lr = args.lr if args.lr is not None else run.peak_lr
-    table = advise.extension_options(run.schedule_config, lr, args.steps, G=args.G, D=args.D)
-    table["schedule"] = [advise.schedule_label(c, base=run.schedule_config) for c in table["config"]]
-    print(f"run: {run.name}: {advise.schedule_label(run.schedule_config)}, T1={run.total_steps}, LR {lr:.4g} "
-          f"(taken as tuned) -> T2={args.steps}")
-    print(f"bound in theory units (D = {args.D:g}, G = {args.G:g}, the run's LR mapped to gamma*(T1)); "
-          "vs_same_lr: relative to keeping the LR\n")
-    shapes = [advise.shape_of(c) for c in table["config"]]
-    curve = _curve(run)
-    if curve is not None:   # predicted final loss of each option, from the run's own curve fitted to the bound
-        fit = fit_bound(curve, g_model=args.g_model, min_step=args.fit_from)
-        table["predicted_final_loss"] = [float(fit.predict(peak * shape, [args.steps])[0])
-                                         for peak, shape in zip(table["lr"], shapes)]
-        print(f"(predicted_final_loss: C + M Omega_T of each option, the run's val loss fitted with "
-              f"R^2 {fit.r2:.4f})\n")
-    columns = ["option", "schedule", "lr", "bound", "vs_same_lr"]
-    columns += ["predicted_final_loss"] if curve is not None else []
-    _print_table(table, columns + ["note"], {"lr": "{:.4g}", "bound": "{:.5f}", "vs_same_lr": "{:+.2%}",
-                                             "predicted_final_loss": "{:.4f}"})
-    print("\nHydra overrides (python train.py ...):")
-    for _, row in table.iterrows():
-        keep = row["init_step"]
-        init = f" {_init_from(run, int(keep))}" if pd.notna(keep) else ""
-        print(f"  {row['option']}:\n    {row['overrides']}{init}")
-    if not args.no_plot:
-        # Theory units, as in the table's bound column: the run's LR maps to gamma*(T1).
-        gamma_1 = optimal_lr(advise.shape_of(run.schedule_config), args.G, args.D)[0]
-        curves = {option: peak / lr * gamma_1 * shape
-                  for option, peak, shape in zip(table["option"], table["lr"], shapes)}
-        written = plots.plot_bound_curves(curves, Path(args.out) / "extension", G=args.G, D=args.D,
-                                          title=f"extension to T2={args.steps}: bound (theory units)",
-                                          marks=[run.total_steps])
-        print("\nplots: " + ", ".join(str(p) for p in written))
-    return table
-
-
 def cmd_sweep(args):
     table = advise.sweep_table(load_many(args.runs), reference=args.reference, max_loss=args.max_loss,
                                ignore=tuple(args.group_ignore), G=args.G, D=args.D)
     table["lrs"] = table["lrs"].map(lambda v: ",".join(f"{x:g}" for x in v))
     shown = table.assign(empirical_lr=table["fit"].map(_mark))
-    _print_table(shown, ["schedule", "runs", "lrs", "empirical_lr", "theory_gamma", "predicted_lr",
+    print_table(shown, ["schedule", "runs", "lrs", "empirical_lr", "theory_gamma", "predicted_lr",
                          "predicted/empirical"],
                  {"theory_gamma": "{:.4g}", "predicted_lr": "{:.4g}", "predicted/empirical": "{:.3f}"})
     anchor = f"reference {args.reference}" if args.reference else "geometric mean over the schedules"

@@ -9,6 +9,7 @@ from hydra.utils import instantiate
 from analysis import advise
 from analysis.bound import bound, optimal_lr
 from analysis.cli import main
+from analysis.extend import extension_options
 from analysis.fit import fit_lr_sweep
 from analysis.runs import load_many
 from tests.conftest import compose_config
@@ -93,7 +94,7 @@ def test_extension_options():
     wsd = {"_target_": "schedules.WSD", "total_steps": T1, "warmup_steps": 0, "warmup_start": 0.0,
            "cooldown_fraction": 0.2, "cooldown_kind": "linear", "final_fraction": 0.0}
     gamma_1 = optimal_lr(advise.shape_of(wsd))[0]
-    table = advise.extension_options(wsd, gamma_1, T2).set_index("option")
+    table = extension_options(wsd, gamma_1, T2).set_index("option")
     two_stage = table.loc["two-stage WSD (rho)"]
     assert two_stage["config"]["drop_step"] == 3200 and 0.2 < two_stage["config"]["rho"] < 1.0
     # rho keeps the optimal LR of the new schedule equal to the one in use (within 1%).
@@ -108,7 +109,7 @@ def test_extension_options():
     assert rescaled["lr"] / gamma_1 == pytest.approx((T2 / T1) ** -0.5, rel=0.15)
     assert rescaled["bound"] == pytest.approx(optimal_lr(advise.shape_of(rescaled["config"]))[1], rel=1e-12)
     with pytest.raises(ValueError, match="must exceed"):
-        advise.extension_options(wsd, 1e-3, T1)
+        extension_options(wsd, 1e-3, T1)
 
 
 def test_sweep_table_anchored_at_a_reference():

@@ -1,0 +1,63 @@
+"""Reproduce the figures of Schaipp et al. (ICML 2025), headless on CPU.
+
+    python -m scripts.reproduce --list                    # the figures, one line each
+    python -m scripts.reproduce --figure fig3 --figure fig11 [--out outputs/figures]
+    python -m scripts.reproduce --all                     # every figure (<= 10 minutes on 2 cores)
+    python -m scripts.reproduce --all --logs outputs/multiruns/2026-11-24_10-00-00   # real-data figures from your runs
+    python -m scripts.reproduce --all --small             # reduced settings (what the tests run)
+
+Each figure writes <out>/<name>.png, .pdf and .json (the plotted numbers). The figures themselves
+live in scripts/figures/.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from scripts.figures import ALL
+from scripts.figures.common import PAPER_LOGS, Context, write
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m scripts.reproduce", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--list", action="store_true", help="list the figures and exit")
+    what.add_argument("--figure", action="append", metavar="NAME", help="a figure to build; repeatable")
+    what.add_argument("--all", action="store_true", help="every figure")
+    parser.add_argument("--out", default="outputs/figures", help="output folder (default outputs/figures)")
+    parser.add_argument("--logs", default=str(PAPER_LOGS),
+                        help="logs of the real-data figures: the paper's JSON logs or run directories "
+                             "(default: the logs shipped in tests/data/paper_logs)")
+    parser.add_argument("--small", action="store_true", help="reduced settings, for a quick check")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.list:
+        for spec in ALL.values():
+            print(f"{spec.name:<8} {'[logs] ' if spec.needs_logs else ''}{spec.caption}")
+        return 0
+    names = list(ALL) if args.all else args.figure
+    unknown = [n for n in names if n not in ALL]
+    if unknown:
+        raise SystemExit(f"unknown figure(s) {unknown}; `python -m scripts.reproduce --list` names them all")
+    logs = Path(args.logs)
+    if any(ALL[n].needs_logs for n in names) and not logs.is_dir():
+        raise SystemExit(f"--logs {logs} is not a directory; point it at the paper's JSON logs or at run directories")
+    ctx, out = Context(small=args.small, logs=logs), Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    for name in names:
+        tic = time.perf_counter()
+        written = write(ALL[name], ctx, out)
+        print(f"{name:<8} {time.perf_counter() - tic:6.1f} s  {', '.join(p.name for p in written)}", flush=True)
+    print(f"{len(names)} figure(s) in {time.perf_counter() - start:.1f} s -> {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
