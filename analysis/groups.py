@@ -1,0 +1,268 @@
+"""Group runs into sweeps by schedule shape, and say what a schedule is in words.
+
+    from analysis.groups import describe, group_runs, same_shape
+    describe({"_target_": "schedules.WSD", "total_steps": 50000, "cooldown_fraction": 0.2})
+        # -> "WSD, 20% linear cooldown"; describe(config, horizon=True) -> "..., T = 50k steps"
+    for group in group_runs(load_many("tests/data/paper_logs/*.json")):
+        print(group.name, group.total_steps, [run.peak_lr for run in group.runs])
+
+A sweep is the runs of one schedule shape at several peak LRs. Comparing schedule configs key by key
+splits the paper's own sweeps: its cosine runs end at an absolute LR of 1e-7, so their recorded
+final_fraction differs with every peak LR, and its constant-LR runs record a cooldown kind that
+means nothing at cooldown fraction 0. Here two schedules are one shape when the bound would see the
+same step sizes: their multiplier arrays (hydra.utils.instantiate(config).multipliers()) have the
+same length and, after both are floored at `ignore_below` (1% of the peak: a final LR of 1e-7 or of
+1e-5 is invisible in any fitted loss curve), differ by at most `tolerance` at every step.
+
+Why the max norm, and what it merges (the default tolerance 0.01):
+- Every member of a group is within `tolerance` of the group's representative (its first run) at
+  every step, so the representative's bound describes each member to that precision; a group never
+  chains (a run is compared with the representative, not with its nearest member).
+- Two WSDs whose linear cooldowns differ by one step (n and n + 1 steps) differ by about 1/n, so
+  they are one group once the cooldown has >= 100 steps (a rounding of cooldown_fraction * T, not a
+  different sweep); a one-step change of a 1-sqrt cooldown changes the first cooldown step by
+  sqrt(1/n), so it merges only from n ~ 10,000 steps. Distinct sweep points (cooldown fractions 0.1
+  and 0.2, linear vs 1-sqrt) differ by O(1) and stay apart at any sensible tolerance.
+- tolerance=0 groups only identical arrays (above the floor): e.g. each cos-zero run alone.
+Different horizons are always different groups (arrays of different lengths).
+"""
+from __future__ import annotations
+
+import inspect
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from schedules.base import fraction_to_steps
+
+HORIZON_KEYS = ("total_steps",)
+WARMUP_KEYS = ("warmup_steps", "warmup_start")
+
+
+@dataclass
+class RunGroup:
+    name: str                    # describe(config), made unique within a group_runs result
+    config: dict                 # the representative schedule config (the group's first run's)
+    runs: list = field(default_factory=list)   # analysis.runs.Run, in input order
+    total_steps: int = 0
+
+
+# ---------------------------------------------------------------------------------------------------
+# Shapes.
+# ---------------------------------------------------------------------------------------------------
+def _check_config(config, what="schedule config") -> dict:
+    if not isinstance(config, dict) or "_target_" not in config:
+        raise ValueError(f"{what} {config!r} is not a schedule config: it needs `_target_` (e.g. "
+                         "'schedules.WSD') and the schedule's arguments, as train.py records them")
+    if "total_steps" not in config:
+        raise ValueError(f"{what} {config!r} has no total_steps; give the horizon (number of updates)")
+    return config
+
+
+def _multipliers(config: dict) -> np.ndarray:
+    from hydra.utils import instantiate
+
+    return instantiate(dict(config)).multipliers()
+
+
+def _check_tolerances(tolerance, ignore_below):
+    for name, value in (("tolerance", tolerance), ("ignore_below", ignore_below)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+            raise ValueError(f"{name}={value!r} must be a number in [0, 1) (a multiple of the peak LR), "
+                             f"e.g. {name}=0.01")
+
+
+def _close(a: np.ndarray, b: np.ndarray, tolerance: float, ignore_below: float) -> bool:
+    if a.shape != b.shape:
+        return False
+    return float(np.max(np.abs(np.maximum(a, ignore_below) - np.maximum(b, ignore_below)), initial=0.0)) \
+        <= tolerance
+
+
+def same_shape(a: dict, b: dict, tolerance: float = 0.01, ignore_below: float = 0.01) -> bool:
+    """Whether schedule configs a and b are one shape: equal horizons and multipliers within
+    `tolerance` at every step once both are floored at `ignore_below` (see the module docstring)."""
+    _check_tolerances(tolerance, ignore_below)
+    return _close(_multipliers(_check_config(a)), _multipliers(_check_config(b)), tolerance, ignore_below)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Grouping.
+# ---------------------------------------------------------------------------------------------------
+def group_runs(runs, tolerance: float = 0.01, ignore_below: float = 0.01) -> list[RunGroup]:
+    """Runs of one schedule shape (same_shape with the group's first run) form a group; ordered by
+    horizon, then name; names are describe(config), made unique (the horizon, then what else differs)."""
+    _check_tolerances(tolerance, ignore_below)
+    shapes = {}     # the config's JSON -> its multipliers: paper grids repeat one config per peak LR
+    groups: list[tuple[RunGroup, np.ndarray]] = []
+    for run in runs:
+        config = run.schedule_config
+        if config is None:
+            raise ValueError(f"run {run.name!r} ({run.source}) recorded no schedule config (`_target_` + "
+                             "arguments); it cannot be grouped: rerun it with train.py or leave it out")
+        _check_config(config, f"run {run.name!r}: schedule config")
+        key = json.dumps(config, sort_keys=True, default=str)
+        if key not in shapes:
+            shapes[key] = _multipliers(config)
+        shape = shapes[key]
+        for group, representative in groups:
+            if _close(shape, representative, tolerance, ignore_below):
+                group.runs.append(run)
+                break
+        else:
+            groups.append((RunGroup(describe(config), dict(config), [run], int(config["total_steps"])), shape))
+    result = [group for group, _ in groups]
+    _make_names_unique(result)
+    return sorted(result, key=lambda g: (g.total_steps, g.name))
+
+
+def _make_names_unique(groups: list[RunGroup]) -> None:
+    for clash in _clashes(groups):
+        if len({g.total_steps for g in clash}) > 1:
+            for group in clash:
+                group.name = describe(group.config, horizon=True)
+    for clash in _clashes(groups):
+        details = _differences([g.config for g in clash])
+        for group, detail in zip(clash, details):
+            group.name += f" ({detail})" if detail else ""
+    for clash in _clashes(groups):   # configs that differ only where describe() cannot say (last resort)
+        for i, group in enumerate(clash, 1):
+            group.name += f" #{i}"
+
+
+def _clashes(groups):
+    by_name = {}
+    for group in groups:
+        by_name.setdefault(group.name, []).append(group)
+    return [clash for clash in by_name.values() if len(clash) > 1]
+
+
+def _differences(configs: list[dict]) -> list[str]:
+    """Per config, the arguments that differ within `configs`, in words ("warmup 300 steps")."""
+    full = [{**_defaults(c), **c} for c in configs]
+    keys = [k for k in dict.fromkeys(k for c in full for k in c) if k not in HORIZON_KEYS
+            and len({json.dumps(c.get(k), sort_keys=True, default=str) for c in full}) > 1]
+    return [", ".join(_detail(k, c.get(k)) for k in keys) for c in full]
+
+
+def _detail(key, value) -> str:
+    if key == "_target_":
+        return str(value).rsplit(".", 1)[-1]
+    if key == "warmup_steps":
+        return f"warmup {_steps(value)} steps" if value else "no warmup"
+    if key == "warmup_start":
+        return f"warmup from {_percent(value)}"
+    if key == "final_fraction":
+        return f"final LR {_percent(value)} of the peak"
+    return f"{key}={value}"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Words.
+# ---------------------------------------------------------------------------------------------------
+def _percent(x: float) -> str:
+    return f"{100 * float(x):.3g}%"
+
+
+def _steps(n) -> str:
+    n = int(n)
+    return f"{n // 1000}k" if n >= 1000 and n % 1000 == 0 else f"{n:,}"
+
+
+def _defaults(config: dict) -> dict:
+    """The schedule class's default arguments (a recorded config may leave some out)."""
+    from hydra.utils import get_class
+
+    try:
+        cls = get_class(config["_target_"])
+    except Exception:  # noqa: BLE001 - an unknown class is described by its arguments alone
+        return {}
+    return {name: p.default for name, p in inspect.signature(cls.__init__).parameters.items()
+            if p.default is not inspect.Parameter.empty}
+
+
+def _to(final: float, ignore_below: float) -> str:
+    return "to 0" if final < ignore_below else f"to {_percent(final)}"
+
+
+def _cooldown(args: dict) -> str:
+    return f"{_percent(args['cooldown_fraction'])} {args['cooldown_kind']} cooldown"
+
+
+def describe(config: dict, horizon: bool = False, warmup: bool = False, ignore_below: float = 0.01) -> str:
+    """The schedule config in words, e.g. "WSD, 20% linear cooldown", "cosine to 0".
+
+    Final values below `ignore_below` (of the peak) read as "to 0"; horizon=True appends
+    ", T = 50k steps"; warmup=True appends the warmup ("300 warmup steps" or "no warmup")."""
+    _check_config(config)
+    args = {**_defaults(config), **config}
+    kind = str(args["_target_"]).rsplit(".", 1)[-1]
+    T = int(args["total_steps"])
+    final = float(args.get("final_fraction") or 0.0)
+    has_cooldown = fraction_to_steps(T, float(args.get("cooldown_fraction") or 0.0)) > 0
+    if kind == "Constant" or (kind == "WSD" and not has_cooldown):
+        text = "constant LR"
+    elif kind == "WSD":
+        text = f"WSD, {_cooldown(args)}" + ("" if final < ignore_below else f" to {_percent(final)}")
+    elif kind == "TwoStageWSD":
+        if args.get("drop_step") is not None:
+            where = f"from step {int(args['drop_step']):,}"
+        else:
+            where = f"from {_percent(args['drop_fraction'])} of the run"
+        over = f" over {int(args['transition_steps']):,} steps" if args.get("transition_steps") else ""
+        text = f"two-stage WSD, rho {float(args['rho']):.3g} {where}{over}"
+        if has_cooldown:
+            text += f", {_cooldown(args)}" + ("" if final < ignore_below else f" to {_percent(final)}")
+    elif kind in ("Linear", "Cosine", "CosinePaper"):
+        text = f"{'linear decay' if kind == 'Linear' else 'cosine'} {_to(final, ignore_below)}"
+    elif kind == "Polynomial":
+        power = float(args["power"])
+        text = (f"linear decay {_to(final, ignore_below)}" if power == 1
+                else f"polynomial decay (power {power:.3g}) {_to(final, ignore_below)}")
+    elif kind == "CyclicCosine":
+        factor = float(args["cycle_factor"])
+        text = (f"cosine {_to(final, ignore_below)}" if factor == 1
+                else f"cyclic cosine, half-period {factor:.3g}x the run, minimum {_percent(final)}")
+    elif kind == "Exponential":
+        # The final value is the decay rate itself (f^p): 0.1% and 0.01% are different shapes, so it is
+        # always spelled out rather than read as "to 0".
+        text = f"exponential to {_percent(final)}"
+    elif kind == "InverseSqrt":
+        tau = args.get("timescale")
+        text = "1/sqrt(t)" if tau is None else f"1/sqrt(t), timescale {int(tau):,} steps"
+        if has_cooldown:
+            text += f", {_cooldown(args)}" + ("" if final < ignore_below else f" to {_percent(final)}")
+    elif kind == "StepDecay":
+        marks = "/".join(f"{100 * float(m):.3g}" for m in args["milestones"])
+        text = f"step decay x{float(args['factor']):.3g} at {marks}%"
+    elif kind == "REX":
+        extras = [] if float(args["beta"]) == 0.5 else [f"beta {float(args['beta']):.3g}"]
+        if int(args["update_every"]) > 1:
+            extras.append(f"updated every {int(args['update_every']):,} steps")
+        text = "REX" + (f" ({', '.join(extras)})" if extras else "") + ("" if final < ignore_below
+                                                                         else f" to {_percent(final)}")
+    elif kind == "OneCycle":
+        extras = []
+        if float(args["pct_start"]) != 0.3:
+            extras.append(f"{_percent(args['pct_start'])} ramp")
+        if args["anneal_strategy"] != "cos":
+            extras.append(f"{args['anneal_strategy']} anneal")
+        text = "OneCycle" + (f" ({', '.join(extras)})" if extras else "")
+    elif kind == "PiecewiseLinear":
+        at = (lambda x: f"{_percent(x)}") if args.get("x_units", "fraction") == "fraction" \
+            else (lambda x: f"step {int(x):,}")
+        text = "piecewise linear: " + ", ".join(f"{float(v):.3g} at {at(x)}" for x, v in args["points"])
+    elif kind == "FromArray":
+        source = args["source"]
+        text = (f"from {str(source).replace(chr(92), '/').rsplit('/', 1)[-1]}" if isinstance(source, str)
+                else f"from an array of {len(source)} values")
+    else:   # a schedule class outside schedules/: its name and arguments
+        rest = {k: v for k, v in config.items() if k not in ("_target_", *HORIZON_KEYS, *WARMUP_KEYS)}
+        text = kind + (f"({', '.join(f'{k}={v}' for k, v in rest.items())})" if rest else "")
+    if warmup and kind != "OneCycle":   # OneCycle's ramp is part of its name
+        steps = int(args.get("warmup_steps") or 0)
+        text += f", {steps:,} warmup steps" if steps else ", no warmup"
+    if horizon:
+        text += f", T = {_steps(T)} steps"
+    return text
