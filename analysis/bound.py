@@ -3,15 +3,19 @@
 A schedule is an array of step sizes eta_1..eta_T (peak LR included). With e_t = eta_t^2 G_t^2 and
 S(a, b) = sum_{t=a..b} eta_t, the bound on f(x_T) - f* at horizon T (Defazio et al., Thm. 10) is
 
-    Omega_T = D^2 / (2 S(1,T)) + sum_t e_t / (2 S(1,T))
-            + 1/2 sum_{k<T} [eta_k / S(k+1,T)] [sum_{t>=k} e_t / S(k,T)]
+    Omega_T = D^2 / (2 S(1,T))                                              term 1: the 1/gamma part
+            + sum_t e_t / (2 S(1,T))                                        term 2 } the gamma part
+            + 1/2 sum_{k<T} [eta_k / S(k+1,T)] [sum_{t>=k} e_t / S(k,T)]    term 3 }
 
 Usage:
-    from analysis.bound import bound, bound_curve, optimal_lr
+    from analysis.bound import bound, bound_curve, optimal_lr, step_sizes
     shape = schedule.multipliers()            # peak 1, steps 0..T-1
     gamma, omega = optimal_lr(shape)          # theory-optimal peak LR and its bound (D = G = 1)
     bound(gamma * shape)                      # == omega
+    bound(gamma * shape, split=True)          # BoundTerms(term1, term2, term3); .total == omega
     bound_curve(gamma * shape)                # Omega_1..Omega_T: the schedule truncated at each horizon
+    # a cosine to an absolute 1e-7 (shape built with final_fraction=0): the steps are affine in gamma
+    optimal_lr(shape, final_lr=1e-7)          # 1-D minimisation over log gamma instead of the closed form
 
 Conventions: float64 throughout; a zero step contributes nothing (0 * inf := 0), so a warmup that
 starts at exactly 0 is fine, but the bound at a horizon whose own step is 0 is +inf (the theorem needs
@@ -19,18 +23,34 @@ the last weight eta_T > 0; the paper's simulations therefore evaluate a T+1-step
 The time index of the bound is the schedule's: bound_curve(lr)[n-1] uses eta_1..eta_n.
 """
 import math
+from typing import NamedTuple
 
 import numpy as np
+from scipy.optimize import minimize_scalar
+
+from analysis._multipole import Prefix, cauchy_sums
 
 KINDS = ("refined", "standard")
 
 
-def _as_lr(lr):
+class BoundTerms(NamedTuple):
+    """The bound's three terms (floats, or arrays over horizons). term1 = D^2/(2S) scales as 1/gamma,
+    term2 + term3 as gamma (Schaipp et al. Fig. 20); term3 = 0 for the standard bound."""
+    term1: float
+    term2: float
+    term3: float
+
+    @property
+    def total(self):
+        return self.term1 + self.term2 + self.term3
+
+
+def _as_lr(lr, name="lr"):
     lr = np.asarray(lr, dtype=np.float64)
     if lr.ndim != 1 or lr.size == 0:
-        raise ValueError(f"lr must be a non-empty 1-D array of step sizes, got shape {lr.shape}")
+        raise ValueError(f"{name} must be a non-empty 1-D array of step sizes, got shape {lr.shape}")
     if not np.all(np.isfinite(lr)) or np.any(lr < 0):
-        raise ValueError("lr must be finite and >= 0 everywhere; clip the schedule at 0 first")
+        raise ValueError(f"{name} must be finite and >= 0 everywhere; clip the schedule at 0 first")
     return lr
 
 
@@ -56,210 +76,112 @@ def _suffix_sum(x):
     return np.cumsum(x[::-1])[::-1]
 
 
-def bound(lr, G=1.0, D=1.0, kind="refined"):
-    """Omega_T at horizon T = len(lr), in the direct three-term form with suffix sums (O(T))."""
+def bound(lr, G=1.0, D=1.0, kind="refined", split=False):
+    """Omega_T at horizon T = len(lr), in the direct three-term form with suffix sums (O(T)).
+    A float, or with split=True the BoundTerms of floats."""
     _check_kind(kind)
     lr = _as_lr(lr)
     e = lr ** 2 * _as_g2(G, lr.size)
     S = _suffix_sum(lr)             # S[k] = S(k, T), 0-based k
     E = _suffix_sum(e)
     if S[0] == 0.0:
-        return np.inf
-    if kind == "standard":
-        return (D ** 2 + E[0]) / (2.0 * S[0])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        w = lr[:-1] / S[1:]         # eta_k / S(k+1, T): inf where the rest of the schedule is 0
-        m = E[:-1] / S[:-1]         # mean of e over k..T per unit step
-        term3 = np.where(lr[:-1] > 0, w * m, 0.0)
-    return D ** 2 / (2.0 * S[0]) + E[0] / (2.0 * S[0]) + 0.5 * term3.sum()
+        terms = BoundTerms(np.inf, np.inf, 0.0 if kind == "standard" else np.inf)
+    elif kind == "standard":
+        terms = BoundTerms(D ** 2 / (2.0 * S[0]), E[0] / (2.0 * S[0]), 0.0)
+    else:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            w = lr[:-1] / S[1:]     # eta_k / S(k+1, T): inf where the rest of the schedule is 0
+            m = E[:-1] / S[:-1]     # mean of e over k..T per unit step
+            term3 = np.where(lr[:-1] > 0, w * m, 0.0)
+        terms = BoundTerms(D ** 2 / (2.0 * S[0]), E[0] / (2.0 * S[0]), 0.5 * term3.sum())
+    terms = BoundTerms(*(float(t) for t in terms))
+    return terms if split else terms.total
 
 
-def optimal_lr(shape, G=1.0, D=1.0, kind="refined"):
-    """(gamma*, Omega*) for the schedule gamma * shape, in closed form.
+def step_sizes(shape, gamma, final_lr=None, warmup_start_lr=None, warmup_steps=0):
+    """eta_t = gamma * shape_t + offset_t: the steps of a schedule whose final (and/or warmup-start) LR
+    is absolute, i.e. does not scale with the peak gamma (the paper's cosine ends at 1e-7 whatever
+    the peak).
 
-    Term 1 scales as 1/gamma and terms 2 + 3 as gamma, so Omega(gamma) = t1/gamma + gamma t23 with
-    gamma* = sqrt(t1/t23) and Omega* = 2 sqrt(t1 t23). With a peak-1 shape gamma* is the peak LR.
+    shape: the peak-1 multipliers built with final_fraction=0 and warmup_start=0. Every schedule of
+    the form f + (1 - f) g_t (WSD, cosine, linear, ... and the linear warmup ws + (1 - ws) t/W) then
+    has eta_t = gamma g_t + f gamma (1 - g_t), so offset_t = final_lr (1 - shape_t) after the warmup
+    and warmup_start_lr (1 - shape_t) on the first warmup_steps steps: exact, not an approximation.
     """
-    shape = _as_lr(shape)
-    t1 = D ** 2 / (2.0 * shape.sum()) if shape.sum() > 0 else np.inf
-    t23 = bound(shape, G=G, D=0.0, kind=kind)
-    return float(np.sqrt(t1 / t23)), float(2.0 * np.sqrt(t1 * t23))
+    shape = _as_lr(shape, "shape")
+    if shape.max() > 1.0 + 1e-12:
+        raise ValueError(f"shape must be the peak-1 multipliers (all <= 1), got a maximum {shape.max():.6g}; "
+                         "pass schedule.multipliers() and the peak LR as gamma")
+    if isinstance(gamma, bool) or not np.isscalar(gamma) or not 0.0 < gamma < math.inf:
+        raise ValueError(f"gamma={gamma!r} must be a finite peak LR > 0")
+    offsets = []
+    for name, value in (("final_lr", final_lr), ("warmup_start_lr", warmup_start_lr)):
+        value = 0.0 if value is None else value
+        if isinstance(value, bool) or not np.isscalar(value) or not 0.0 <= value < math.inf:
+            raise ValueError(f"{name}={value!r} must be an absolute LR >= 0 (or None for none)")
+        offsets.append(float(value))
+    final, start = offsets
+    W = warmup_steps
+    if isinstance(W, bool) or not isinstance(W, (int, np.integer)) or not 0 <= W <= shape.size:
+        raise ValueError(f"warmup_steps={W!r} must be an integer in [0, {shape.size}] (len(shape))")
+    if start > 0 and W == 0:
+        raise ValueError(f"warmup_start_lr={warmup_start_lr!r} needs the warmup length: give warmup_steps "
+                         "(the schedule's warmup_steps), or drop warmup_start_lr")
+    offset = np.where(np.arange(shape.size) < W, start, final) * np.maximum(1.0 - shape, 0.0)
+    return gamma * shape + offset
+
+
+def optimal_lr(shape, G=1.0, D=1.0, kind="refined", final_lr=None, warmup_start_lr=None, warmup_steps=0):
+    """(gamma*, Omega*): the peak LR minimizing the bound of the schedule, and that bound.
+
+    Without absolute LRs the steps are gamma * shape: term 1 scales as 1/gamma and terms 2 + 3 as
+    gamma, so Omega(gamma) = t1/gamma + gamma t23, gamma* = sqrt(t1/t23) and Omega* = 2 sqrt(t1 t23)
+    (closed form; with a peak-1 shape gamma* is the peak LR). With final_lr or warmup_start_lr > 0
+    the steps are affine in gamma (see step_sizes) and gamma* is found by a 1-D minimisation over
+    log gamma: a grid of quarter decades around the closed form's gamma, then Brent's method.
+    """
+    _check_kind(kind)
+    shape = _as_lr(shape, "shape")
+    if shape.sum() == 0.0:
+        raise ValueError("shape is 0 everywhere: give the schedule's peak-1 multipliers")
+    terms = bound(shape, G, D, kind, split=True)
+    t1, t23 = terms.term1, terms.term2 + terms.term3
+    gamma0 = math.sqrt(t1 / t23)
+    if not final_lr and not warmup_start_lr:
+        return gamma0, 2.0 * math.sqrt(t1 * t23)
+
+    def omega(log_gamma):
+        return bound(step_sizes(shape, math.exp(log_gamma), final_lr, warmup_start_lr, warmup_steps), G, D, kind)
+
+    grid = math.log(gamma0) + np.linspace(-8.0, 2.0, 41) * math.log(10.0)
+    values = np.array([omega(x) for x in grid])
+    k = int(np.argmin(values))
+    if k in (0, grid.size - 1):
+        raise ValueError(f"the bound has no minimum for peak LRs in [{math.exp(grid[0]):.3g}, "
+                         f"{math.exp(grid[-1]):.3g}]: the absolute LRs (final_lr={final_lr}, warmup_start_lr="
+                         f"{warmup_start_lr}) are too large next to the optimal peak {gamma0:.3g}; lower them")
+    result = minimize_scalar(omega, bounds=(grid[k - 1], grid[k + 1]), method="bounded", options={"xatol": 1e-10})
+    return float(math.exp(result.x)), float(result.fun)
 
 
 # ---------------------------------------------------------------------------------------------------
-# The bound at every horizon.
+# The bound at every horizon n (the schedule truncated at n), P_n = S(1, n) the prefix sums.
 #
-# eta_k / (S(k+1,n) S(k,n)) = 1/S(k+1,n) - 1/S(k,n) telescopes term 3; swapping the sums, the E/S
-# parts of terms 2 and 3 cancel and
-#     Omega_n = D^2 / (2 P_n) + 1/2 [ C_n + e_n / eta_n ],   C_n = sum_{t<n} e_t / (P_n - P_t),
-# with prefix sums P. C is a causal Cauchy-kernel sum (targets x_n = P_n, sources y_t = P_t with
-# weights e_t), evaluated for all n in ~O(T log T) by a one-dimensional multipole method:
-# - P in double-double (hi = cumsum, lo = cumsum of the exact rounding error of every addition), so
-#   P_n - P_t = (hi_n - hi_t) + (lo_n - lo_t) has no cancellation even where the schedule is ~0.
-# - Source blocks on dyadic levels (width LEAF * 2^l). For one block with centre c and radius r (in
-#   P-space), sum_t e_t / (x - y_t) = sum_m mom_m (r/(x-c))^m / (x-c), mom_m = sum_t e_t ((y_t-c)/r)^m,
-#   truncated after N_TERMS terms: relative error <= (1+RATIO)/(1-RATIO) RATIO^N_TERMS ~ 5e-13 when
-#   r <= RATIO (x - c).
-# - For every target, [0, n) is covered greedily from the left: on each level (coarse to fine) the
-#   next blocks are taken while they pass the radius test (a few per level for a smooth schedule,
-#   more where the LR falls steeply), the rest goes to the finer levels, and what remains at the
-#   leaves (the target's own neighbourhood, and stretches where the LR is so small that nothing is
-#   well separated) is summed directly.
+# eta_k / (S(k+1,n) S(k,n)) = 1/S(k+1,n) - 1/S(k,n) telescopes term 3. Swapping the sums:
+#     term 3 = 1/(2 P_n) [ sum_{t<n} e_t P_t / (P_n - P_t) + e_n P_{n-1} / eta_n ],
+# a sum of terms >= 0; adding term 2 = sum_{t<=n} e_t / (2 P_n), the E/P parts cancel and
+#     Omega_n = D^2 / (2 P_n) + 1/2 [ C_n + e_n / eta_n ],   C_n = sum_{t<n} e_t / (P_n - P_t).
+# The total uses the second form; split=True the first, so that term 3 is not a difference
+# (total - term1 - term2 loses all digits of term 3 where term 3 << term 2, e.g. where the last step
+# dwarfs the earlier ones). Both sums over t < n are causal Cauchy-kernel sums (weights e_t or
+# e_t P_t at positions P_t), evaluated for all n at once in analysis/_multipole.py, with P in
+# double-double so that P_n - P_t does not cancel where the schedule decays to ~0.
 # ---------------------------------------------------------------------------------------------------
-LEAF = 16          # leaf block width (sources)
-RATIO = 0.3        # far-field test: block radius <= RATIO * distance to its centre
-N_TERMS = 24       # multipole terms
-DIRECT_CHUNK = 1 << 21   # elements per vectorized chunk of the direct sums
-
-
-def _two_sum_prefix(x):
-    """Double-double prefix sums of x >= 0: P_i = hi_i + lo_i to ~1 ulp of P_i, both arrays (T,)."""
-    hi = np.cumsum(x)   # np.cumsum adds sequentially, so the error of step i is TwoSum(hi_{i-1}, x_i)
-    a, b, s = hi[:-1], x[1:], hi[1:]
-    assert np.array_equal(s, a + b), "np.cumsum did not add sequentially"
-    bb = s - a
-    err = (a - (s - bb)) + (b - bb)       # Knuth's TwoSum: a + b = s + err exactly
-    lo = np.concatenate(([0.0], np.cumsum(err)))
-    return hi, lo
-
-
-class _Prefix:
-    def __init__(self, lr):
-        self.hi, self.lo = _two_sum_prefix(lr)
-
-    def diff(self, i, j):
-        """P_i - P_j for index arrays (broadcast), clamped at 0 (true value >= 0 for i >= j)."""
-        return np.maximum((self.hi[i] - self.hi[j]) + (self.lo[i] - self.lo[j]), 0.0)
-
-
-def _leaf_moments(prefix, e, width):
-    """Per block of `width` sources: start index, centre offset cq, radius r and moments (nb, N_TERMS).
-
-    Positions are P_j - P_start (double-double, >= 0); the centre and radius span the sources with
-    e_j > 0; mom_m = sum_j e_j z_j^m with z_j = (position - cq) / r in [-1, 1]."""
-    T = e.size
-    nb = -(-T // width)
-    idx = np.arange(nb * width).reshape(nb, width)
-    start = idx[:, 0]
-    idx_c = np.minimum(idx, T - 1)
-    w = np.where(idx < T, e[idx_c], 0.0)
-    q = prefix.diff(idx_c, start[:, None])
-    weighted = w > 0
-    has = weighted.any(axis=1)
-    qmin = np.where(has, np.where(weighted, q, np.inf).min(axis=1), 0.0)
-    qmax = np.where(has, np.where(weighted, q, -np.inf).max(axis=1), 0.0)
-    cq, r = 0.5 * (qmin + qmax), 0.5 * (qmax - qmin)
-    z = np.where(weighted, (q - cq[:, None]) / np.where(r > 0, r, 1.0)[:, None], 0.0)
-    mom = np.empty((nb, N_TERMS))
-    p = w.copy()
-    for m in range(N_TERMS):
-        mom[:, m] = p.sum(axis=1)
-        p *= z
-    return start, cq, r, mom
-
-
-_BINOM = np.array([[math.comb(m, k) for k in range(N_TERMS)] for m in range(N_TERMS)], dtype=np.float64)
-
-
-def _shift_moments(mom, a, b):
-    """Moments about a new centre and radius: z_new = a z + b, so
-    mom_new_m = sum_k binom(m, k) a^k b^(m-k) mom_k. |a| + |b| <= 1 (child inside parent), so the
-    rounding error of order m is ~eps 2^m, harmless next to the weight RATIO^m it gets."""
-    powers = np.arange(N_TERMS)
-    ya = mom * a[:, None] ** powers          # a^k mom_k
-    bp = b[:, None] ** powers                # b^j
-    out = np.empty_like(mom)
-    for m in range(N_TERMS):
-        out[:, m] = (ya[:, :m + 1] * bp[:, m::-1]) @ _BINOM[m, :m + 1]
-    return out
-
-
-def _parent_moments(prefix, child, child_width, T):
-    """The level above `child` (blocks of 2 x child_width) from its children's moments (M2M)."""
-    start, cq, r, mom = child
-    if start.size % 2:      # pad with an empty child
-        start = np.r_[start, start[-1] + child_width]
-        cq, r, mom = np.r_[cq, 0.0], np.r_[r, 0.0], np.vstack([mom, np.zeros(N_TERMS)])
-    start_p = start[0::2]
-    offset = prefix.diff(np.minimum(start[1::2], T - 1), start_p)   # right child's start, parent frame
-    centre = np.stack([cq[0::2], offset + cq[1::2]], axis=1)          # (nb, 2) child centres
-    radius = np.stack([r[0::2], r[1::2]], axis=1)
-    has = np.stack([mom[0::2, 0] > 0, mom[1::2, 0] > 0], axis=1)
-    any_has = has.any(axis=1)
-    qmin = np.where(any_has, np.where(has, centre - radius, np.inf).min(axis=1), 0.0)
-    qmax = np.where(any_has, np.where(has, centre + radius, -np.inf).max(axis=1), 0.0)
-    cq_p, r_p = 0.5 * (qmin + qmax), 0.5 * (qmax - qmin)
-    scale = np.where(r_p > 0, r_p, 1.0)
-    mom_p = np.zeros((start_p.size, N_TERMS))
-    for side in (0, 1):
-        a = np.where(has[:, side] & (r_p > 0), radius[:, side] / scale, 0.0)
-        b = np.where(has[:, side] & (r_p > 0), (centre[:, side] - cq_p) / scale, 0.0)
-        mom_p += _shift_moments(mom[side::2], a, b)
-    return start_p, cq_p, r_p, mom_p
-
-
-def _levels(prefix, e):
-    """[(width, start, cq, r, mom)] from the coarsest level (width <= T) down to the leaves."""
-    T = e.size
-    width, level = LEAF, _leaf_moments(prefix, e, LEAF)
-    levels = [(width, *level)]
-    while width * 2 <= T:
-        level = _parent_moments(prefix, level, width, T)
-        width *= 2
-        levels.append((width, *level))
-    return levels[::-1]
-
-
-def _cauchy_sums(lr, e, targets):
-    """C_i = sum_{j<i} e_j / (P_i - P_j) for 0-based target indices (j, i 0-based)."""
-    prefix = _Prefix(lr)
-    C = np.zeros(targets.size)
-    b = np.zeros(targets.size, dtype=np.int64)       # sources [0, b) are already accounted for
-    for width, start, cq, r, mom in _levels(prefix, e):   # coarse to fine
-        active = np.arange(targets.size)             # targets still taking blocks on this level
-        while active.size:
-            i, J = targets[active], b[active] // width
-            inside = (J + 1) * width <= i            # the block lies entirely before the target
-            active, i, J = active[inside], i[inside], J[inside]
-            X = prefix.diff(i, start[J]) - cq[J]
-            empty = mom[J, 0] == 0.0
-            far = empty | ((X > 0) & (r[J] <= RATIO * X))
-            active, X, J, empty = active[far], X[far], J[far], empty[far]
-            Xs = np.where(empty, 1.0, X)
-            u = r[J] / Xs
-            acc = mom[J, N_TERMS - 1]
-            for m in range(N_TERMS - 2, -1, -1):     # Horner in u = r / X
-                acc = acc * u + mom[J, m]
-            C[active] += np.where(empty, 0.0, acc / Xs)
-            b[active] += width
-    # Direct sums over the remainders [b_i, i), in chunks of about DIRECT_CHUNK pairs.
-    length = targets - b
-    assert np.all(length >= 0)
-    order = np.argsort(length, kind="stable")
-    ends = np.cumsum(length[order])
-    lo_pos = 0
-    while lo_pos < order.size:
-        hi_pos = int(np.searchsorted(ends, (ends[lo_pos - 1] if lo_pos else 0) + DIRECT_CHUNK, "right"))
-        hi_pos = max(hi_pos, lo_pos + 1)
-        sel = order[lo_pos:hi_pos]
-        n = length[sel]
-        total = int(n.sum())
-        if total:
-            owner = np.repeat(np.arange(sel.size), n)
-            offset = np.arange(total) - np.repeat(np.cumsum(n) - n, n)
-            j = b[sel][owner] + offset
-            i = targets[sel][owner]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                terms = np.where(e[j] > 0, e[j] / prefix.diff(i, j), 0.0)
-            C[sel] += np.bincount(owner, weights=terms, minlength=sel.size)
-        lo_pos = hi_pos
-    return C, prefix
-
-
-def bound_curve(lr, G=1.0, D=1.0, kind="refined", horizons=None):
+def bound_curve(lr, G=1.0, D=1.0, kind="refined", horizons=None, split=False):
     """Omega_n of the schedule truncated at every horizon n = 1..T (or at `horizons` only, 1-based).
 
-    Equal to [bound(lr[:n], G[:n], D) for n in horizons] up to rounding, but vectorized.
+    Equal to [bound(lr[:n], G[:n], D) for n in horizons] up to rounding, but vectorized. An array,
+    or with split=True the BoundTerms of arrays (one value per horizon).
     """
     _check_kind(kind)
     lr = _as_lr(lr)
@@ -275,10 +197,18 @@ def bound_curve(lr, G=1.0, D=1.0, kind="refined", horizons=None):
     e = lr ** 2 * g2
     if kind == "standard":
         P = np.cumsum(lr)[i]
-        with np.errstate(divide="ignore"):
-            return np.where(P > 0, (D ** 2 + np.cumsum(e)[i]) / (2.0 * P), np.inf)
-    C, prefix = _cauchy_sums(lr, e, i)
-    P = prefix.hi[i] + prefix.lo[i]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            term1 = np.where(P > 0, D ** 2 / (2.0 * P), np.inf)
+            term2 = np.where(P > 0, np.cumsum(e)[i] / (2.0 * P), np.inf)
+        terms = BoundTerms(term1, term2, np.zeros(i.size))
+        return terms if split else terms.term1 + terms.term2
+    prefix = Prefix(lr)
+    P = prefix.at(i)
     with np.errstate(divide="ignore", invalid="ignore"):
-        omega = D ** 2 / (2.0 * P) + 0.5 * (C + lr[i] * g2[i])   # e_n / eta_n = eta_n G_n^2
-    return np.where(P > 0, omega, np.inf)
+        if not split:
+            omega = D ** 2 / (2.0 * P) + 0.5 * (cauchy_sums(prefix, e, i) + lr[i] * g2[i])  # e_n/eta_n = eta_n G_n^2
+            return np.where(P > 0, omega, np.inf)
+        P_before = np.where(i > 0, prefix.at(np.maximum(i - 1, 0)), 0.0)           # P_{n-1}
+        tail = cauchy_sums(prefix, e * prefix.at(np.arange(T)), i) + lr[i] * g2[i] * P_before
+        terms = (D ** 2 / (2.0 * P), np.cumsum(e)[i] / (2.0 * P), tail / (2.0 * P))
+    return BoundTerms(*(np.where(P > 0, t, np.inf) for t in terms))
