@@ -46,24 +46,35 @@ class RunGroup:
     config: dict                 # the representative schedule config (the group's first run's)
     runs: list = field(default_factory=list)   # analysis.runs.Run, in input order
     total_steps: int = 0
+    by: dict = field(default_factory=dict)     # the values of group_runs' `by` keys its runs share
 
 
 # ---------------------------------------------------------------------------------------------------
 # Shapes.
 # ---------------------------------------------------------------------------------------------------
 def _check_config(config, what="schedule config") -> dict:
+    from omegaconf import DictConfig, OmegaConf
+
+    if isinstance(config, DictConfig):
+        config = OmegaConf.to_container(config, resolve=True)
     if not isinstance(config, dict) or "_target_" not in config:
         raise ValueError(f"{what} {config!r} is not a schedule config: it needs `_target_` (e.g. "
                          "'schedules.WSD') and the schedule's arguments, as train.py records them")
-    if "total_steps" not in config:
-        raise ValueError(f"{what} {config!r} has no total_steps; give the horizon (number of updates)")
+    steps = config.get("total_steps")
+    if isinstance(steps, bool) or not isinstance(steps, (int, float, np.integer, np.floating)) or steps != int(steps):
+        raise ValueError(f"{what} has total_steps={steps!r}; give the horizon as a whole number of updates "
+                         "(a '${...}' left unresolved means the config was saved before Hydra resolved it)")
     return config
 
 
-def _multipliers(config: dict) -> np.ndarray:
+def _multipliers(config: dict, what="schedule config") -> np.ndarray:
+    from hydra.errors import HydraException
     from hydra.utils import instantiate
 
-    return instantiate(dict(config)).multipliers()
+    try:
+        return instantiate(dict(config)).multipliers()
+    except HydraException as error:   # an unknown _target_ or arguments the class refuses
+        raise ValueError(f"{what} {config} cannot be built by hydra.utils.instantiate: {error}") from None
 
 
 def _check_tolerances(tolerance, ignore_below):
@@ -90,31 +101,52 @@ def same_shape(a: dict, b: dict, tolerance: float = 0.01, ignore_below: float = 
 # ---------------------------------------------------------------------------------------------------
 # Grouping.
 # ---------------------------------------------------------------------------------------------------
-def group_runs(runs, tolerance: float = 0.01, ignore_below: float = 0.01) -> list[RunGroup]:
-    """Runs of one schedule shape (same_shape with the group's first run) form a group; ordered by
-    horizon, then name; names are describe(config), made unique (the horizon, then what else differs)."""
+def group_runs(runs, tolerance: float = 0.01, ignore_below: float = 0.01, by=()) -> list[RunGroup]:
+    """Runs of one schedule shape (same_shape with the group's first run) form a group.
+
+    by: run-config keys that must also agree within a group, dotted for nested configs: a glob over
+    several model sizes or data sets is several sweeps of one shape, e.g. by=("n_layer", "dataset")
+    for the paper's logs, by=("model.n_layer", "data.name") for train.py's runs.
+    Ordered by horizon, then name; names are describe(config), made unique within the result: the
+    horizon where clashing groups differ in it, then the `by` values and the arguments that differ."""
     _check_tolerances(tolerance, ignore_below)
+    by = (by,) if isinstance(by, str) else tuple(by)
     shapes = {}     # the config's JSON -> its multipliers: paper grids repeat one config per peak LR
     groups: list[tuple[RunGroup, np.ndarray]] = []
     for run in runs:
-        config = run.schedule_config
-        if config is None:
-            raise ValueError(f"run {run.name!r} ({run.source}) recorded no schedule config (`_target_` + "
-                             "arguments); it cannot be grouped: rerun it with train.py or leave it out")
-        _check_config(config, f"run {run.name!r}: schedule config")
+        what = f"run {run.name!r} ({run.source})"
+        if run.schedule_config is None:
+            raise ValueError(f"{what} recorded no schedule config (`_target_` + arguments), so it cannot be "
+                             "grouped by schedule: leave it out of the glob, or rerun it with train.py")
+        config = _check_config(run.schedule_config, f"{what}: schedule config")
+        values = {key: _lookup(run, key) for key in by}
         key = json.dumps(config, sort_keys=True, default=str)
         if key not in shapes:
-            shapes[key] = _multipliers(config)
+            shapes[key] = _multipliers(config, f"{what}: schedule config")
         shape = shapes[key]
         for group, representative in groups:
-            if _close(shape, representative, tolerance, ignore_below):
+            if group.by == values and _close(shape, representative, tolerance, ignore_below):
                 group.runs.append(run)
                 break
         else:
-            groups.append((RunGroup(describe(config), dict(config), [run], int(config["total_steps"])), shape))
+            group = RunGroup(describe(config, ignore_below=ignore_below), dict(config), [run],
+                             int(config["total_steps"]), values)
+            groups.append((group, shape))
     result = [group for group, _ in groups]
     _make_names_unique(result)
     return sorted(result, key=lambda g: (g.total_steps, g.name))
+
+
+def _lookup(run, dotted: str):
+    node = run.config
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            keys = sorted(node) if isinstance(node, dict) else []
+            raise ValueError(f"run {run.name!r} has no config key {dotted!r} to group by; "
+                             f"its keys{' under ' + dotted.rsplit('.', 1)[0] if '.' in dotted else ''} "
+                             f"are {keys[:30]}")
+        node = node[part]
+    return node
 
 
 def _make_names_unique(groups: list[RunGroup]) -> None:
@@ -123,7 +155,9 @@ def _make_names_unique(groups: list[RunGroup]) -> None:
             for group in clash:
                 group.name = describe(group.config, horizon=True)
     for clash in _clashes(groups):
-        details = _differences([g.config for g in clash])
+        details = [", ".join(d for d in parts if d) for parts in
+                   zip(_differences([g.by for g in clash], _by_detail),
+                       _differences([{**_defaults(g.config), **g.config} for g in clash], _detail))]
         for group, detail in zip(clash, details):
             group.name += f" ({detail})" if detail else ""
     for clash in _clashes(groups):   # configs that differ only where describe() cannot say (last resort)
@@ -138,12 +172,15 @@ def _clashes(groups):
     return [clash for clash in by_name.values() if len(clash) > 1]
 
 
-def _differences(configs: list[dict]) -> list[str]:
-    """Per config, the arguments that differ within `configs`, in words ("warmup 300 steps")."""
-    full = [{**_defaults(c), **c} for c in configs]
-    keys = [k for k in dict.fromkeys(k for c in full for k in c) if k not in HORIZON_KEYS
-            and len({json.dumps(c.get(k), sort_keys=True, default=str) for c in full}) > 1]
-    return [", ".join(_detail(k, c.get(k)) for k in keys) for c in full]
+def _differences(dicts: list[dict], words) -> list[str]:
+    """Per dict, its entries whose values differ within `dicts`, each in words(key, value)."""
+    keys = [k for k in dict.fromkeys(k for d in dicts for k in d) if k not in HORIZON_KEYS
+            and len({json.dumps(d.get(k), sort_keys=True, default=str) for d in dicts}) > 1]
+    return [", ".join(words(k, d.get(k)) for k in keys) for d in dicts]
+
+
+def _by_detail(key, value) -> str:
+    return f"{key}={value}"
 
 
 def _detail(key, value) -> str:
@@ -195,7 +232,7 @@ def describe(config: dict, horizon: bool = False, warmup: bool = False, ignore_b
 
     Final values below `ignore_below` (of the peak) read as "to 0"; horizon=True appends
     ", T = 50k steps"; warmup=True appends the warmup ("300 warmup steps" or "no warmup")."""
-    _check_config(config)
+    config = _check_config(config)
     args = {**_defaults(config), **config}
     kind = str(args["_target_"]).rsplit(".", 1)[-1]
     T = int(args["total_steps"])

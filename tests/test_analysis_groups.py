@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from omegaconf import OmegaConf
 
 import schedules
 from analysis import groups as groups_module
@@ -37,7 +38,8 @@ def wsd(T=1000, c=0.2, kind="linear", **kw):
 # ---------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def paper_runs():
-    return load_many(str(LOGS / "*.json"))
+    """The 124M sweeps at 50k steps (the folder holds other runs too, which these tests leave out)."""
+    return load_many([str(LOGS / f"{prefix}*iter50000*.json") for prefix in ("ann124-", "cos-zero-124m", "stable-124m")])
 
 
 def pick(runs, prefix, *parts):
@@ -90,10 +92,10 @@ def test_zero_tolerance_separates_what_the_default_merges(paper_runs):
     assert len({g.name for g in strict}) == 5 and all(g.name.startswith("cosine to 0 (") for g in strict)
 
 
-def test_whole_folder_groups_and_computes_each_shape_once(paper_runs, monkeypatch):
+def test_all_124m_sweeps_group_and_each_shape_is_computed_once(paper_runs, monkeypatch):
     calls = []
     real = groups_module._multipliers
-    monkeypatch.setattr(groups_module, "_multipliers", lambda c: calls.append(c) or real(c))
+    monkeypatch.setattr(groups_module, "_multipliers", lambda c, *rest: calls.append(c) or real(c, *rest))
     result = group_runs(paper_runs)
     distinct = {json.dumps(r.schedule_config, sort_keys=True) for r in paper_runs}
     assert len(calls) == len(distinct) < len(paper_runs)
@@ -110,6 +112,22 @@ def test_mixed_horizons_stay_apart_and_say_their_horizon(paper_runs):
     result = group_runs(runs + shorter)
     assert [(g.total_steps, g.name, len(g.runs)) for g in result] == [
         (25000, "cosine to 0, T = 25k steps", 5), (50000, "cosine to 0, T = 50k steps", 5)]
+
+
+def test_by_splits_one_shape_into_sweeps_per_model(paper_runs):
+    runs = pick(paper_runs, "stable-124m")
+    # The same constant-LR schedule on a deeper model: one shape, two sweeps.
+    deeper = [dataclasses.replace(r, name=r.name + "-24", config={**r.config, "n_layer": 24}) for r in runs[:2]]
+    assert len(group_runs(runs + deeper)) == 1
+    result = group_runs(runs + deeper, by=("n_layer", "dataset"))
+    assert [(g.name, g.by, len(g.runs)) for g in result] == [
+        ("constant LR (n_layer=12)", {"n_layer": 12, "dataset": "slimpajama"}, 4),
+        ("constant LR (n_layer=24)", {"n_layer": 24, "dataset": "slimpajama"}, 2)]
+    nested = [fake_run("a", wsd()), fake_run("b", wsd())]
+    nested[0].config, nested[1].config = {"model": {"n_layer": 4}}, {"model": {"n_layer": 8}}
+    assert len(group_runs(nested, by="model.n_layer")) == 2
+    with pytest.raises(ValueError, match=r"'a' has no config key 'model.depth'.*\['n_layer'\]"):
+        group_runs(nested, by="model.depth")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -176,6 +194,14 @@ def test_run_without_schedule_config_is_named():
         group_runs([fake_run("half", {"total_steps": 10})])
     with pytest.raises(ValueError, match="total_steps"):
         describe({"_target_": "schedules.Constant"})
+
+
+def test_unbuildable_or_unresolved_configs():
+    with pytest.raises(ValueError, match=r"(?s)'odd'.*cannot be built.*cooldown_fraction=2.0 is outside"):
+        group_runs([fake_run("odd", wsd(c=2.0))])
+    with pytest.raises(ValueError, match=r"total_steps='\$\{trainer.max_steps\}'.*unresolved"):
+        describe({"_target_": "schedules.Cosine", "total_steps": "${trainer.max_steps}"})
+    assert describe(OmegaConf.create(wsd())) == "WSD, 20% linear cooldown"   # a DictConfig is a config too
 
 
 @pytest.mark.parametrize("bad", [-0.1, 1.0, "0.01", True])
