@@ -21,8 +21,10 @@ Why the max norm, and what it merges (the default tolerance 0.01):
 - Two WSDs whose linear cooldowns differ by one step (n and n + 1 steps) differ by about 1/n, so
   they are one group once the cooldown has >= 100 steps (a rounding of cooldown_fraction * T, not a
   different sweep); a one-step change of a 1-sqrt cooldown changes the first cooldown step by
-  sqrt(1/n), so it merges only from n ~ 10,000 steps. Distinct sweep points (cooldown fractions 0.1
-  and 0.2, linear vs 1-sqrt) differ by O(1) and stay apart at any sensible tolerance.
+  sqrt(1/n), so it merges only from n ~ 10,000 steps (the paper's 20% of 50k). Distinct sweep points
+  stay apart: cooldown fractions 0.2 and 0.21 differ by 0.048 at T = 1000, linear vs 1-sqrt by O(1).
+  A distance on integrals (sums of step sizes, which the bound is made of) would forgive the 1-sqrt
+  step, but also merge 0.2 with 0.21 (their sums differ by 0.5%), which a sweep means to compare.
 - tolerance=0 groups only identical arrays (above the floor): e.g. each cos-zero run alone.
 Different horizons are always different groups (arrays of different lengths).
 """
@@ -112,6 +114,7 @@ def group_runs(runs, tolerance: float = 0.01, ignore_below: float = 0.01, by=())
     _check_tolerances(tolerance, ignore_below)
     by = (by,) if isinstance(by, str) else tuple(by)
     shapes = {}     # the config's JSON -> its multipliers: paper grids repeat one config per peak LR
+    placed = {}     # (the config's JSON, the by values' JSON) -> the group it joined
     groups: list[tuple[RunGroup, np.ndarray]] = []
     for run in runs:
         what = f"run {run.name!r} ({run.source})"
@@ -123,15 +126,15 @@ def group_runs(runs, tolerance: float = 0.01, ignore_below: float = 0.01, by=())
         key = json.dumps(config, sort_keys=True, default=str)
         if key not in shapes:
             shapes[key] = _multipliers(config, f"{what}: schedule config")
-        shape = shapes[key]
-        for group, representative in groups:
-            if group.by == values and _close(shape, representative, tolerance, ignore_below):
-                group.runs.append(run)
-                break
-        else:
-            group = RunGroup(describe(config, ignore_below=ignore_below), dict(config), [run],
-                             int(config["total_steps"]), values)
-            groups.append((group, shape))
+        shape, where = shapes[key], (key, json.dumps(values, sort_keys=True, default=str))
+        if where not in placed:
+            placed[where] = next((group for group, representative in groups if group.by == values
+                                  and _close(shape, representative, tolerance, ignore_below)), None)
+        if placed[where] is None:
+            placed[where] = RunGroup(describe(config, ignore_below=ignore_below), dict(config), [],
+                                     int(config["total_steps"]), values)
+            groups.append((placed[where], shape))
+        placed[where].runs.append(run)
     result = [group for group, _ in groups]
     _make_names_unique(result)
     return sorted(result, key=lambda g: (g.total_steps, g.name))
@@ -153,7 +156,7 @@ def _make_names_unique(groups: list[RunGroup]) -> None:
     for clash in _clashes(groups):
         if len({g.total_steps for g in clash}) > 1:
             for group in clash:
-                group.name = describe(group.config, horizon=True)
+                group.name += f", T = {_steps(group.total_steps)} steps"   # as describe(horizon=True) says it
     for clash in _clashes(groups):
         details = [", ".join(d for d in parts if d) for parts in
                    zip(_differences([g.by for g in clash], _by_detail),

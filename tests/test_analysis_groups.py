@@ -150,6 +150,20 @@ def test_sqrt_cooldowns_one_step_apart_are_not_merged_at_short_horizons():
     assert same_shape(a, b, tolerance=math.sqrt(1 / 201) + 1e-12)
 
 
+def test_sqrt_cooldowns_one_step_apart_merge_at_the_papers_horizon():
+    # T = 50k, 20%: n = 10,000 vs 10,001 steps, first-step gap sqrt(1/10001) = 0.0099995 <= 0.01.
+    a, b = wsd(T=50000, kind="1-sqrt", warmup_steps=300), wsd(T=50000, c=0.20002, kind="1-sqrt", warmup_steps=300)
+    assert same_shape(a, b)
+    assert not same_shape(a, b, tolerance=math.sqrt(1 / 10001) - 1e-7)
+
+
+def test_neighbouring_sweep_points_stay_apart():
+    # Cooldowns of 200 and 210 steps (T = 1000): at step 790 the longer one is 10/210 below the peak.
+    assert not same_shape(wsd(c=0.2), wsd(c=0.21))
+    assert same_shape(wsd(c=0.2), wsd(c=0.21), tolerance=10 / 210 + 1e-12)
+    assert not same_shape(wsd(c=0.2), wsd(c=0.2, kind="1-sqrt"), tolerance=0.1)
+
+
 def test_differences_below_the_floor_are_invisible():
     a = {"_target_": "schedules.FromArray", "total_steps": 4, "source": [1.0, 1.0, 0.005, 0.005]}
     b = {**a, "source": [1.0, 1.0, 0.0, 0.0]}
