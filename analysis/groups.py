@@ -5,6 +5,8 @@
         # -> "WSD, 20% linear cooldown"; describe(config, horizon=True) -> "..., T = 50k steps"
     for group in group_runs(load_many("tests/data/paper_logs/*.json")):
         print(group.name, group.total_steps, [run.peak_lr for run in group.runs])
+CLI (prints the sweeps a glob holds):
+    python -m analysis.groups "tests/data/paper_logs/*.json" [--tolerance 0.01] [--by n_layer]
 
 A sweep is the runs of one schedule shape at several peak LRs. Comparing schedule configs key by key
 splits the paper's own sweeps: its cosine runs end at an absolute LR of 1e-7, so their recorded
@@ -226,6 +228,11 @@ def _to(final: float, ignore_below: float) -> str:
     return "to 0" if final < ignore_below else f"to {_percent(final)}"
 
 
+def _to_nonzero(final: float, ignore_below: float) -> str:
+    """A cooldown's end, said only when it is not ~0 (the usual case needs no words)."""
+    return "" if final < ignore_below else f" to {_percent(final)}"
+
+
 def _cooldown(args: dict) -> str:
     return f"{_percent(args['cooldown_fraction'])} {args['cooldown_kind']} cooldown"
 
@@ -244,7 +251,7 @@ def describe(config: dict, horizon: bool = False, warmup: bool = False, ignore_b
     if kind == "Constant" or (kind == "WSD" and not has_cooldown):
         text = "constant LR"
     elif kind == "WSD":
-        text = f"WSD, {_cooldown(args)}" + ("" if final < ignore_below else f" to {_percent(final)}")
+        text = f"WSD, {_cooldown(args)}{_to_nonzero(final, ignore_below)}"
     elif kind == "TwoStageWSD":
         if args.get("drop_step") is not None:
             where = f"from step {int(args['drop_step']):,}"
@@ -253,7 +260,7 @@ def describe(config: dict, horizon: bool = False, warmup: bool = False, ignore_b
         over = f" over {int(args['transition_steps']):,} steps" if args.get("transition_steps") else ""
         text = f"two-stage WSD, rho {float(args['rho']):.3g} {where}{over}"
         if has_cooldown:
-            text += f", {_cooldown(args)}" + ("" if final < ignore_below else f" to {_percent(final)}")
+            text += f", {_cooldown(args)}{_to_nonzero(final, ignore_below)}"
     elif kind in ("Linear", "Cosine", "CosinePaper"):
         text = f"{'linear decay' if kind == 'Linear' else 'cosine'} {_to(final, ignore_below)}"
     elif kind == "Polynomial":
@@ -272,7 +279,7 @@ def describe(config: dict, horizon: bool = False, warmup: bool = False, ignore_b
         tau = args.get("timescale")
         text = "1/sqrt(t)" if tau is None else f"1/sqrt(t), timescale {int(tau):,} steps"
         if has_cooldown:
-            text += f", {_cooldown(args)}" + ("" if final < ignore_below else f" to {_percent(final)}")
+            text += f", {_cooldown(args)}{_to_nonzero(final, ignore_below)}"
     elif kind == "StepDecay":
         marks = "/".join(f"{100 * float(m):.3g}" for m in args["milestones"])
         text = f"step decay x{float(args['factor']):.3g} at {marks}%"
@@ -280,8 +287,7 @@ def describe(config: dict, horizon: bool = False, warmup: bool = False, ignore_b
         extras = [] if float(args["beta"]) == 0.5 else [f"beta {float(args['beta']):.3g}"]
         if int(args["update_every"]) > 1:
             extras.append(f"updated every {int(args['update_every']):,} steps")
-        text = "REX" + (f" ({', '.join(extras)})" if extras else "") + ("" if final < ignore_below
-                                                                         else f" to {_percent(final)}")
+        text = "REX" + (f" ({', '.join(extras)})" if extras else "") + _to_nonzero(final, ignore_below)
     elif kind == "OneCycle":
         extras = []
         if float(args["pct_start"]) != 0.3:
@@ -306,3 +312,27 @@ def describe(config: dict, horizon: bool = False, warmup: bool = False, ignore_b
     if horizon:
         text += f", T = {_steps(T)} steps"
     return text
+
+
+def main(argv=None):
+    """python -m analysis.groups GLOB [GLOB ...]: the sweeps group_runs finds, one line each."""
+    import argparse
+
+    from analysis.runs import load_many
+
+    parser = argparse.ArgumentParser(prog="python -m analysis.groups", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+", help="run directories, paper .json logs or globs of them (quoted)")
+    parser.add_argument("--tolerance", type=float, default=0.01, help="max multiplier difference in a group")
+    parser.add_argument("--ignore-below", type=float, default=0.01, help="multipliers floored at this value")
+    parser.add_argument("--by", action="append", default=[], metavar="KEY",
+                        help="run-config key that splits groups too, e.g. n_layer or model.n_layer; repeatable")
+    args = parser.parse_args(argv)
+    for group in group_runs(load_many(args.runs), args.tolerance, args.ignore_below, args.by):
+        lrs = ", ".join(f"{lr:.3g}" for lr in sorted({run.peak_lr for run in group.runs if run.peak_lr}))
+        count = f"{len(group.runs)} run{'s' if len(group.runs) > 1 else ''}"
+        print(f"{group.name}  [T = {group.total_steps:,}; {count}; peak LRs {lrs}]")
+
+
+if __name__ == "__main__":
+    main()

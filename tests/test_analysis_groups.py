@@ -39,7 +39,8 @@ def wsd(T=1000, c=0.2, kind="linear", **kw):
 @pytest.fixture(scope="module")
 def paper_runs():
     """The 124M sweeps at 50k steps (the folder holds other runs too, which these tests leave out)."""
-    return load_many([str(LOGS / f"{prefix}*iter50000*.json") for prefix in ("ann124-", "cos-zero-124m", "stable-124m")])
+    prefixes = ("ann124-", "cos-zero-124m", "stable-124m")
+    return load_many([str(LOGS / f"{prefix}*iter50000*.json") for prefix in prefixes])
 
 
 def pick(runs, prefix, *parts):
@@ -283,6 +284,11 @@ def test_every_schedule_class_has_a_phrase():
     assert covered == set(schedules.__all__) - {"Schedule"}
 
 
+def test_describe_a_class_outside_schedules_by_its_arguments():
+    config = {"_target_": "mylab.schedules.Warmstart", "total_steps": 100, "warmup_steps": 5, "alpha": 2}
+    assert describe(config) == "Warmstart(alpha=2)"
+
+
 def test_describe_horizon_and_warmup():
     config = wsd(T, 0.2, warmup_steps=300)
     assert describe(config, horizon=True) == "WSD, 20% linear cooldown, T = 50k steps"
@@ -291,3 +297,10 @@ def test_describe_horizon_and_warmup():
     assert describe(wsd(), warmup=True) == "WSD, 20% linear cooldown, no warmup"
     assert describe({"_target_": "schedules.Cosine", "total_steps": T, "final_fraction": 0.005},
                     ignore_below=0.001) == "cosine to 0.5%"
+
+
+def test_cli_lists_the_sweeps_of_a_glob(capsys):
+    groups_module.main([str(LOGS / "cos-zero-124m*iter50000*.json"), str(LOGS / "stable-124m*iter50000*.json")])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == ["constant LR  [T = 50,000; 4 runs; peak LRs 0.0001, 0.0005, 0.001, 0.002]",
+                     "cosine to 0  [T = 50,000; 5 runs; peak LRs 0.0001, 0.0005, 0.001, 0.002, 0.005]"]
