@@ -138,28 +138,30 @@ def optimal_lr(shape, G=1.0, D=1.0, kind="refined", final_lr=None, warmup_start_
     gamma, so Omega(gamma) = t1/gamma + gamma t23, gamma* = sqrt(t1/t23) and Omega* = 2 sqrt(t1 t23)
     (closed form; with a peak-1 shape gamma* is the peak LR). With final_lr or warmup_start_lr > 0
     the steps are affine in gamma (see step_sizes) and gamma* is found by a 1-D minimisation over
-    log gamma: a grid of quarter decades around the closed form's gamma, then Brent's method.
+    log gamma: a grid of quarter decades below the standard bound's closed-form gamma, then Brent's method.
     """
     _check_kind(kind)
     shape = _as_lr(shape, "shape")
     if shape.sum() == 0.0:
         raise ValueError("shape is 0 everywhere: give the schedule's peak-1 multipliers")
-    terms = bound(shape, G, D, kind, split=True)
-    t1, t23 = terms.term1, terms.term2 + terms.term3
-    gamma0 = math.sqrt(t1 / t23)
     if not final_lr and not warmup_start_lr:
-        return gamma0, 2.0 * math.sqrt(t1 * t23)
+        terms = bound(shape, G, D, kind, split=True)
+        t1, t23 = terms.term1, terms.term2 + terms.term3
+        return math.sqrt(t1 / t23), 2.0 * math.sqrt(t1 * t23)
 
     def omega(log_gamma):
         return bound(step_sizes(shape, math.exp(log_gamma), final_lr, warmup_start_lr, warmup_steps), G, D, kind)
 
-    grid = math.log(gamma0) + np.linspace(-8.0, 2.0, 41) * math.log(10.0)
+    # The grid's anchor: the standard bound's gamma* = D / sqrt(sum shape^2 G^2), finite even for a
+    # shape that ends at 0; the refined bound's gamma* is below it (its gamma part is larger).
+    anchor = D / math.sqrt(float(np.sum(shape ** 2 * _as_g2(G, shape.size))))
+    grid = math.log(anchor) + np.linspace(-8.0, 1.0, 37) * math.log(10.0)
     values = np.array([omega(x) for x in grid])
     k = int(np.argmin(values))
     if k in (0, grid.size - 1):
-        raise ValueError(f"the bound has no minimum for peak LRs in [{math.exp(grid[0]):.3g}, "
-                         f"{math.exp(grid[-1]):.3g}]: the absolute LRs (final_lr={final_lr}, warmup_start_lr="
-                         f"{warmup_start_lr}) are too large next to the optimal peak {gamma0:.3g}; lower them")
+        raise ValueError(f"the bound keeps falling toward peak LR {math.exp(grid[k]):.3g}, the end of the search "
+                         f"[{math.exp(grid[0]):.3g}, {math.exp(grid[-1]):.3g}]: the absolute LRs (final_lr={final_lr}, "
+                         f"warmup_start_lr={warmup_start_lr}) are not small next to the peak; lower them")
     result = minimize_scalar(omega, bounds=(grid[k - 1], grid[k + 1]), method="bounded", options={"xatol": 1e-10})
     return float(math.exp(result.x)), float(result.fun)
 
