@@ -18,6 +18,7 @@ from omegaconf import OmegaConf
 
 import schedules
 from analysis import groups as groups_module
+from analysis.bound import optimal_lr
 from analysis.groups import RunGroup, describe, group_runs, same_shape
 from analysis.runs import Run, load_many
 
@@ -77,6 +78,12 @@ def test_cosine_to_an_absolute_lr_is_one_group(paper_runs):
     (group,) = group_runs(runs)
     assert group.name == "cosine to 0" and len(group.runs) == 5
     assert group.config == runs[0].schedule_config
+
+
+def test_what_the_default_merges_the_bound_cannot_tell_apart(paper_runs):
+    (group,) = group_runs(pick(paper_runs, "cos-zero-124m"))
+    gammas = [optimal_lr(run.schedule().multipliers())[0] for run in group.runs]
+    assert max(gammas) / min(gammas) - 1 < 1e-3
 
 
 def test_constant_runs_ignore_the_cooldown_kind(paper_runs):
