@@ -1,4 +1,7 @@
-"""Shared test helpers: compose the real configs in configs/ (as train.py does) with overrides."""
+"""Shared test helpers: compose the real configs in configs/ (as train.py does) with overrides.
+
+Imported by pytest itself; its TINY overrides are the small model and loop that the end-to-end tests use.
+"""
 
 from __future__ import annotations
 
@@ -14,11 +17,13 @@ if not torch.cuda.is_available():
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+from training.setup import CONFIG_DIR as _CONFIG_PATH
+from training.setup import compose
+
 ROOT = Path(__file__).resolve().parents[1]
-CONFIG_DIR = str(ROOT / "configs")
+CONFIG_DIR = str(_CONFIG_PATH)
 
 # A model and loop small enough for a few-second CPU run; everything else is the real default.
 TINY = [
@@ -37,8 +42,7 @@ GOLDEN = ROOT / "tests" / "data" / "golden_tiny_run.json"
 
 
 def compose_config(overrides: list[str] = ()) -> DictConfig:
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
+    return compose(overrides)
 
 
 @pytest.fixture
