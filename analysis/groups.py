@@ -1,9 +1,10 @@
 """Group runs into sweeps by schedule shape, and say what a schedule is in words.
 
     from analysis.groups import describe, group_runs, same_shape
+    from analysis.runs import load_many
     describe({"_target_": "schedules.WSD", "total_steps": 50000, "cooldown_fraction": 0.2})
         # -> "WSD, 20% linear cooldown"; describe(config, horizon=True) -> "..., T = 50k steps"
-    for group in group_runs(load_many("tests/data/paper_logs/*.json")):
+    for group in group_runs(load_many("tests/data/paper_logs/*.json")):   # by=("n_layer",): per model too
         print(group.name, group.total_steps, [run.peak_lr for run in group.runs])
 CLI (prints the sweeps a glob holds):
     python -m analysis.groups "tests/data/paper_logs/*.json" [--tolerance 0.01] [--by n_layer]
@@ -258,8 +259,10 @@ def describe(config: dict, horizon: bool = False, warmup: bool = False, ignore_b
     elif kind == "TwoStageWSD":
         if args.get("drop_step") is not None:
             where = f"from step {int(args['drop_step']):,}"
-        else:
+        elif args.get("drop_fraction") is not None:
             where = f"from {_percent(args['drop_fraction'])} of the run"
+        else:   # an invalid config (the class wants one of the two); say what is there
+            where = "without a drop point"
         over = f" over {int(args['transition_steps']):,} steps" if args.get("transition_steps") else ""
         text = f"two-stage WSD, rho {float(args['rho']):.3g} {where}{over}"
         if has_cooldown:
