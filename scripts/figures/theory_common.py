@@ -118,7 +118,7 @@ def finish(ax, xlabel: str, ylabel: str, title: str, legend: bool = True, **lege
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3, which="both" if ax.get_xscale() == "log" else "major")
     if legend and ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7, **legend_kw)
+        ax.legend(**{"fontsize": 7, **legend_kw})
 
 
 def colorbar(fig, ax, cmap: str, values, label: str, lo: float = 0.45, hi: float = 0.95):
@@ -129,3 +129,10 @@ def colorbar(fig, ax, cmap: str, values, label: str, lo: float = 0.45, hi: float
     sub = LinearSegmentedColormap.from_list(cmap + "_sub", colormaps[cmap](np.linspace(lo, hi, 256)))
     mappable = ScalarMappable(norm=Normalize(min(values), max(values)), cmap=sub)
     fig.colorbar(mappable, ax=ax, label=label)
+
+
+def thousands(ax):
+    """Step ticks as 4k, 8k, ... so that long horizons do not crowd the axis."""
+    from matplotlib.ticker import FuncFormatter
+
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1000:g}k" if x else "0"))
