@@ -1,0 +1,175 @@
+"""Figs. 12 and 21 of Schaipp et al. (ICML 2025): an LR sweep of several schedules at one horizon.
+
+    python -m scripts.reproduce --figure fig12 --figure fig21          # the shipped 124M cooldown x LR grid
+    python -m scripts.reproduce --figure fig12 --logs outputs/multiruns/<date>/<time>   # any sweep of yours
+
+fig12  (main text, LR transfer across schedules) left: final validation loss vs peak LR per schedule
+       (in the paper: WSD with linear cooldown fractions 0.1..0.9, 50k steps), the fit A/lr + B lr + C
+       (analysis.fit.fit_lr_sweep) and its optimum; right: that fitted optimum against the LR the
+       theory transfers from the reference schedule (WSD with 20% cooldown when present):
+       gamma_ref * gamma*(schedule) / gamma*(ref) (analysis.advise.transfer_lr, closed-form gamma*).
+fig21  (appendix) the loss curve of each schedule's best run, over one bound fitted to all of them
+       (analysis.fit.fit_bound: shared C, M and G_t model).
+The sweep: runs grouped by schedule shape (analysis.groups.group_runs) per model, keeping the schedules
+with final losses at >= 3 peak LRs; of the (model, horizon) pairs the one with the most such schedules.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+from analysis.advise import shape_of, transfer_lr
+from analysis.bound import optimal_lr
+from analysis.fit import fit_lr_sweep
+from analysis.groups import group_runs
+from scripts.figures.real_runs import (by_model, category_colors, final_loss, fit_numbers, fit_start, load_runs,
+                                       loss_ylim, overlay, steps_label, style_handles)
+
+REFERENCE = "WSD, 20% linear cooldown"    # the paper's tuned schedule, the source of the transfer
+DIVERGED_MARGIN = 1.0    # nats above the sweep's best final loss: a run that ended there diverged
+MAX_EXTRAPOLATION = 2.0  # a fitted optimum further than this factor outside the swept LRs is not shown
+TRANSFER_BAND = 1.5      # the right panel's dotted band: transferred / fitted within this factor
+
+
+def _sweep_points(group):
+    """(lrs, losses, diverged lrs) of a group, by LR; a diverged run is left out of the fit."""
+    pairs = sorted((run.peak_lr, final_loss(run)) for run in group.runs if run.peak_lr)
+    finite = [loss for _, loss in pairs if math.isfinite(loss)]
+    best = min(finite) if finite else math.nan
+    kept = [(lr, loss) for lr, loss in pairs if math.isfinite(loss) and loss <= best + DIVERGED_MARGIN]
+    diverged = [lr for lr, loss in pairs if (lr, loss) not in kept]
+    return [p[0] for p in kept], [p[1] for p in kept], diverged
+
+
+def sweep(ctx):
+    """(model, horizon, [(group, lrs, losses, diverged, LRFit)]) of the largest sweep in ctx.logs."""
+    runs, _ = load_runs(ctx.logs)
+    candidates = []
+    for model, members in by_model(runs).items():
+        members = [r for r in members if r.schedule_config is not None and r.peak_lr]
+        for T in sorted({r.total_steps for r in members}):   # one horizon at a time: names need no "T = ..."
+            fitted = []
+            for group in group_runs([r for r in members if r.total_steps == T]):
+                lrs, losses, diverged = _sweep_points(group)
+                if len(set(lrs)) >= 3:
+                    fitted.append((group, lrs, losses, diverged, fit_lr_sweep(lrs, losses)))
+            if fitted:
+                candidates.append((model, T, fitted))
+    if not candidates:
+        raise ValueError(f"fig12/fig21 need an LR sweep: runs of one schedule at >= 3 peak LRs with a final "
+                         f"validation loss, e.g. `python train.py -m optimizer.lr=1e-3,2e-3,4e-3 "
+                         f"schedule=wsd,cosine`; {ctx.logs} has none")
+    return max(candidates, key=lambda c: len(c[2]))
+
+
+def fitted_optimum(fit) -> float:
+    """The fit's optimal LR if the sweep pins it down: inside the swept LRs, or within a factor
+    MAX_EXTRAPOLATION outside with curvature on both sides (A, B > 0); else NaN (e.g. a sweep whose
+    loss still falls at its largest LR)."""
+    opt = fit.optimal_lr
+    if fit.A > 0 and fit.B > 0 and fit.lrs.min() / MAX_EXTRAPOLATION <= opt <= fit.lrs.max() * MAX_EXTRAPOLATION:
+        return float(opt)
+    return math.nan
+
+
+def _reference(groups):
+    """The transfer's source: the paper's WSD-0.2 if its optimum is bracketed, else the first schedule
+    whose fitted optimum is bracketed by its sweep, else the first with a finite optimum."""
+    usable = [g for g in groups if math.isfinite(fitted_optimum(g[4]))]
+    if not usable:
+        raise ValueError("no schedule of the sweep has a fitted optimal LR (every fit is monotone in the LR); "
+                         "extend the sweep to larger and smaller LRs")
+    inside = [g for g in usable if g[4].optimum_inside]
+    named = [g for g in inside if g[0].name == REFERENCE]
+    return (named or inside or usable)[0]
+
+
+def fig12(ctx):
+    model, T, groups = sweep(ctx)
+    ref = _reference(groups)
+    ref_lr, ref_shape = fitted_optimum(ref[4]), shape_of(ref[0].config)
+    fig = Figure(figsize=(11.5, 4.6))
+    left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.25, 1]})
+    numbers = []
+    for (group, lrs, losses, diverged, fit), color in zip(groups, category_colors(len(groups))):
+        transferred = transfer_lr(ref_lr, ref_shape, shape_of(group.config))
+        opt = fitted_optimum(fit)
+        left.plot(lrs, losses, "o", color=color, ms=5, label=group.name)
+        grid = np.geomspace(min(lrs) / 1.5, max(lrs) * 1.5, 200)
+        left.plot(grid, fit.predict(grid), "-", color=color, lw=1.2)
+        if math.isfinite(opt):
+            left.plot([opt], [fit.predict(opt)], "o", mfc="none", mec=color, ms=11, mew=1.5)
+            marker = "*" if group is ref[0] else "o" if fit.optimum_inside else "s"
+            right.plot([transferred], [opt], marker, ms=12 if marker == "*" else 8, color=color,
+                       mfc="none" if marker == "s" else color, mew=1.5)
+        left.plot([transferred], [fit.predict(transferred)], "v", color=color, mec="black", ms=8)
+        numbers.append({"schedule": group.name, "config": group.config, "lrs": lrs, "final_losses": losses,
+                        "diverged_lrs": diverged, "fit": {"A": fit.A, "B": fit.B, "C": fit.C, "r2": fit.r2},
+                        "fitted_optimal_lr": opt, "bracketed": fit.optimum_inside,
+                        "theory_gamma": optimal_lr(shape_of(group.config))[0], "transferred_lr": transferred,
+                        "transferred_over_fitted": transferred / opt})
+    left.set_xscale("log")
+    all_lrs = [lr for g in groups for lr in g[1]]
+    left.set_xlim(min(all_lrs) / 1.6, max(all_lrs) * 1.6)
+    left.set_xlabel("peak learning rate")
+    left.set_ylabel("final validation loss (nats)")
+    finite = np.concatenate([g[2] for g in groups])
+    left.set_ylim(finite.min() - 0.01, finite.max() + 0.01)
+    left.set_title(f"{model}, T = {steps_label(T)} steps: final loss vs peak LR", fontsize=9)
+    left.grid(alpha=0.3, which="both")
+    styles = [Line2D([], [], color="0.3", marker="o", ls="", label="measured final loss"),
+              Line2D([], [], color="0.3", label="fit A/lr + B lr + C"),
+              Line2D([], [], color="0.3", marker="o", mfc="none", ms=11, ls="", label="fitted optimum"),
+              Line2D([], [], color="0.6", marker="v", mec="black", ls="", ms=8, label=f"theory: transferred from {ref[0].name}")]
+    handles, _ = left.get_legend_handles_labels()
+    left.legend(handles=styles, fontsize=7, loc="upper right")
+    fig.legend(handles=handles, fontsize=7.5, loc="lower center", ncol=min(len(handles), 5), frameon=False)
+    points = [v for n in numbers for v in (n["transferred_lr"], n["fitted_optimal_lr"]) if math.isfinite(v)]
+    span = np.geomspace(min(points) / 1.6, max(points) * 1.6, 50)
+    right.plot(span, span, "--", color="black", lw=1.3, label="fitted = transferred (theory exact)")
+    right.fill_between(span, span / TRANSFER_BAND, span * TRANSFER_BAND, color="0.85", zorder=0,
+                       label=f"within {TRANSFER_BAND}x")
+    right.plot([], [], "o", color="0.4", label="optimum bracketed by the sweep")
+    right.plot([], [], "s", color="0.4", mfc="none", label=f"optimum extrapolated (<= {MAX_EXTRAPOLATION:g}x)")
+    right.plot([], [], "*", color="0.4", ms=12, label="the reference (on the line by construction)")
+    right.set_xscale("log")
+    right.set_yscale("log")
+    for axis in (right.xaxis, right.yaxis):   # 1-2-5 ticks in plain numbers: the span is about one decade
+        axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        axis.set_minor_formatter(NullFormatter())
+    right.set_xlim(span[0], span[-1])
+    right.set_ylim(span[0], span[-1])
+    right.set_xlabel(f"LR transferred by the theory from {ref[0].name}")
+    right.set_ylabel("fitted optimal peak LR")
+    right.set_title("LR transfer across schedules: fit vs theory (colours as left)", fontsize=9)
+    right.grid(alpha=0.3, which="both")
+    right.legend(fontsize=7, loc="upper left")
+    fig.tight_layout(rect=(0, 0.045 * ((len(handles) + 4) // 5), 1, 1))
+    return fig, {"model": model, "total_steps": T, "reference": ref[0].name, "reference_lr": ref_lr,
+                 "groups": numbers}
+
+
+def fig21(ctx):
+    model, T, groups = sweep(ctx)
+    fig = Figure(figsize=(9, 5.4))
+    ax = fig.add_subplot()
+    entries = []
+    for (group, lrs, losses, _, _), color in zip(groups, category_colors(len(groups))):
+        best_lr = lrs[int(np.argmin(losses))]
+        run = min((r for r in group.runs if r.peak_lr == best_lr), key=final_loss)
+        entries.append((run, color, f"{group.name}, best lr {best_lr:g}"))
+    fit, records = overlay(ax, entries, "constant" if ctx.small else "exp_power")
+    loss_ylim(ax, records)
+    ax.set_xlabel("step")
+    ax.set_ylabel("validation loss (nats)")
+    ax.set_title(f"{model}, T = {steps_label(T)} steps: each schedule at its best LR, "
+                 f"one bound fitted to all (R$^2$ {fit.r2:.3f})", fontsize=9)
+    ax.grid(alpha=0.3)
+    handles, _ = ax.get_legend_handles_labels()
+    ax.legend(handles=handles + style_handles(), fontsize=6.5, loc="upper right")
+    return fig, {"model": model, "total_steps": T, "curves": records, "fit": fit_numbers(fit, fit_start(T))}
