@@ -91,7 +91,7 @@ class Schedule:
         return f"{type(self).__name__}({args})"
 
 
-# ----- shared pieces: input checks, cooldown -----
+# ----- shared pieces: input checks, the cooldown of WSD, TwoStageWSD and InverseSqrt -----
 
 def check_int(value, name: str, minimum: int = 0) -> int:
     """An integer-valued count >= minimum (floats like 5000.0 from YAML are accepted)."""
@@ -128,6 +128,44 @@ def fraction_to_steps(total_steps: int, fraction: float) -> int:
     does not lose a step. A cooldown of fraction c has n = floor(c T) steps and occupies steps
     T - n .. T (value 1 at T - n, the final value at T)."""
     return math.floor(fraction * total_steps + 1e-9)
+
+
+def cooldown_span(total_steps: int, warmup_steps: int, cooldown_fraction, cooldown_steps) -> tuple[int, int]:
+    """(start, n) of a cooldown over the last n steps, given as exactly one of cooldown_fraction
+    (n = floor(c T)) and cooldown_steps (n itself); it occupies steps start = T - n .. T and must
+    start after the warmup. Shared by WSD, TwoStageWSD and InverseSqrt."""
+    if (cooldown_fraction is None) == (cooldown_steps is None):
+        raise ValueError(f"give exactly one of cooldown_fraction={cooldown_fraction!r} (a fraction of total_steps) "
+                         f"and cooldown_steps={cooldown_steps!r} (a number of steps); set the other to null, "
+                         "e.g. schedule.cooldown_steps=2000 schedule.cooldown_fraction=null")
+    if cooldown_steps is None:
+        given = f"cooldown_fraction={cooldown_fraction}"
+        n = fraction_to_steps(total_steps, check_fraction(
+            cooldown_fraction, "cooldown_fraction", "the fraction of total_steps spent in the cooldown, e.g. 0.2"))
+    else:
+        given = f"cooldown_steps={cooldown_steps}"
+        n = check_int(cooldown_steps, "cooldown_steps")
+        if n > total_steps:
+            raise ValueError(f"cooldown_steps={cooldown_steps} exceeds total_steps={total_steps}; "
+                             f"set cooldown_steps <= {total_steps - warmup_steps} (after the warmup)")
+    start = total_steps - n
+    if start < warmup_steps:
+        raise ValueError(
+            f"{given} starts the cooldown at step {start}, inside the warmup of {warmup_steps} steps; use "
+            f"cooldown_fraction <= {1 - warmup_steps / total_steps:.4g} or cooldown_steps <= {total_steps - warmup_steps}"
+            " (or schedules.Linear for a decay over the whole run)")
+    return start, n
+
+
+def apply_cooldown(steps: np.ndarray, before: np.ndarray, start: int, n: int, kind: str, level: float,
+                   final: float) -> np.ndarray:
+    """`before` until step `start`, then the cooldown from `level` to `final`: final + (level - final) g(u)
+    over progress u = (s - start) / n (g = cooldown_profile), `final` from step start + n = T on.
+    n = 0: `final` at step T (= start) only, past the last update."""
+    if n == 0:
+        return np.where(steps >= start, final, before)
+    u = np.clip((steps - start) / n, 0.0, 1.0)
+    return np.where(steps >= start, final + (level - final) * cooldown_profile(u, kind), before)
 
 
 def cooldown_profile(u: np.ndarray, kind: str) -> np.ndarray:

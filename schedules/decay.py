@@ -19,8 +19,8 @@ import math
 
 import numpy as np
 
-from schedules.base import (Schedule, check_cooldown_kind, check_fraction, check_int, check_positive,
-                            cooldown_profile, fraction_to_steps)
+from schedules.base import (Schedule, apply_cooldown, check_cooldown_kind, check_fraction, check_int,
+                            check_positive, cooldown_span, fraction_to_steps)
 
 
 class Constant(Schedule):
@@ -106,37 +106,32 @@ class InverseSqrt(Schedule):
 
     tau = timescale (default: warmup_steps, or 1 without warmup), which gives the usual
     sqrt(W / s) of fairseq/T5 after a warmup of W steps. An optional cooldown over the last
-    floor(cooldown_fraction * T) steps takes the LR from its current value to final_fraction
-    (inverse-sqrt + cooldown, an alternative to WSD for runs without a fixed horizon).
+    floor(cooldown_fraction * T) steps (or cooldown_steps; exactly one of the two) takes the LR from
+    its current value to final_fraction (inverse-sqrt + cooldown, an alternative to WSD for runs
+    without a fixed horizon). cooldown_start / cooldown_length: as in WSD.
     """
 
     def __init__(self, total_steps, warmup_steps=0, warmup_start=0.0, timescale=None,
-                 cooldown_fraction=0.0, cooldown_kind="linear", final_fraction=0.0):
+                 cooldown_fraction=0.0, cooldown_kind="linear", final_fraction=0.0, cooldown_steps=None):
         super().__init__(total_steps, warmup_steps, warmup_start)
         self.timescale = None if timescale is None else check_int(timescale, "timescale", minimum=1)
-        self.cooldown_fraction = check_fraction(cooldown_fraction, "cooldown_fraction",
-                                                "the fraction of total_steps spent in the cooldown, e.g. 0.2")
+        self.cooldown_start, self.cooldown_length = cooldown_span(self.total_steps, self.warmup_steps,
+                                                                  cooldown_fraction, cooldown_steps)
+        self.cooldown_fraction = None if cooldown_fraction is None else float(cooldown_fraction)
+        self.cooldown_steps = None if cooldown_steps is None else self.cooldown_length
         self.cooldown_kind = check_cooldown_kind(cooldown_kind)
         self.final_fraction = check_fraction(final_fraction, "final_fraction", "the multiplier after the cooldown")
         self._tau = self.timescale or max(self.warmup_steps, 1)
-        self._n_cool = fraction_to_steps(self.total_steps, self.cooldown_fraction)
-        self._cool_start = self.total_steps - self._n_cool
-        if self._n_cool and self._cool_start < self.warmup_steps:
-            raise ValueError(f"cooldown_fraction={cooldown_fraction} makes the cooldown start at step "
-                             f"{self._cool_start}, inside the warmup of {self.warmup_steps} steps; "
-                             "use a smaller cooldown_fraction or a shorter warmup")
 
     def _rsqrt(self, steps):
         return np.sqrt(self._tau / (self._tau + steps - self.warmup_steps))
 
     def _shape(self, steps):
-        out = self._rsqrt(steps)
-        if self._n_cool:
-            level = self._rsqrt(np.float64(self._cool_start))
-            u = np.clip((steps - self._cool_start) / self._n_cool, 0.0, 1.0)
-            cool = self.final_fraction + (level - self.final_fraction) * cooldown_profile(u, self.cooldown_kind)
-            out = np.where(steps >= self._cool_start, cool, out)
-        return out
+        if not self.cooldown_length:   # no cooldown: 1/sqrt up to and past T (final_fraction unused)
+            return self._rsqrt(steps)
+        level = self._rsqrt(np.float64(self.cooldown_start))
+        return apply_cooldown(steps, self._rsqrt(steps), self.cooldown_start, self.cooldown_length,
+                              self.cooldown_kind, level, self.final_fraction)
 
 
 class StepDecay(Schedule):
