@@ -7,25 +7,30 @@
         --target-runs 'tests/data/paper_logs/ann124-*_decay_linear_*iter50000*.json' --target linear
     # extension: continue a finished run to a longer horizon
     python -m analysis advise extend --run outputs/runs/<run> --steps 100000
-    # sweep: empirical optimum per schedule vs the theory's prediction
-    python -m analysis advise sweep --runs 'outputs/multiruns/<date>/*' --max-loss 4
+    # sweep: empirical optimum per schedule and horizon vs the theory's prediction
+    python -m analysis advise sweep --runs 'outputs/multiruns/<date>/*'
 
---runs / --target-runs take globs (quote them) of anything analysis.runs.load reads. The source LR
-is --lr, else the optimum fitted to the source runs' final losses (>= 3 peak LRs), else their one
-peak LR. Plots (PNG + PDF) go to --out.
+--runs / --target-runs take globs (quote them) of anything analysis.runs.load reads; what is not a
+run (a failed launch) is skipped with a note. Diverged runs (analysis.advise.diverged_reason) and
+runs without a final loss are left out with a note; --max-loss leaves out more. The source LR is
+--lr, else the optimum fitted to the source runs' final losses (>= 3 peak LRs) when it is bracketed
+by the swept LRs or extrapolated by at most --max-extrapolation, else their one peak LR. An
+undetermined optimum gets no override: the LRs to run next instead, and the exit status is 1.
+Runs of several horizons are advised per horizon. Plots (PNG + PDF) go to --out.
 """
 from __future__ import annotations
 
 import argparse
-import json
+import warnings
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from analysis import advise, plots
-from analysis.extend import cmd_extend
 from analysis.fit import G_MODELS, fit_bound
-from analysis.report import curve_of, print_table
+from analysis.groups import describe, same_shape
+from analysis.report import curve_of, note, print_table, setup_of
 from analysis.runs import load_many
 
 
@@ -36,69 +41,94 @@ def _parse_value(text: str):
     return yaml.safe_load(text)
 
 
-def _overlay(runs, args, path, title):
-    """Per-run (or joint with --joint) fits of the validation curves to the bound; writes the plot."""
-    curves = [c for c in map(curve_of, runs) if c is not None]
-    if not curves:
+def _load(patterns, what="--runs"):
+    """load_many, with its warnings (runs skipped and why) printed as notes; runs without a schedule
+    config or a peak LR are left out with a note."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        runs = load_many(patterns)
+    for warning in caught:
+        if issubclass(warning.category, UserWarning) and type(warning.message) is UserWarning:
+            note(str(warning.message))
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    usable = [r for r in runs if r.schedule_config is not None and r.peak_lr]
+    for run in runs:
+        if run not in usable:
+            note(f"left out {run.name}: it records no schedule config or peak LR")
+    if not usable:
+        raise SystemExit(f"{what}: none of the {len(runs)} runs records a schedule config and a peak LR")
+    return usable
+
+
+def _notes(sweep):
+    for name, reason in sweep.excluded:
+        note(f"{sweep.name}, T={sweep.config['total_steps']}: left out {reason}: {name}")
+
+
+def _lrs(values) -> str:
+    return ",".join(f"{v:.2g}" for v in values)
+
+
+def _status(sweep) -> str:
+    """The status of a sweep's optimum as the tables print it."""
+    if sweep.status == "extrapolated":
+        return f"extrapolated x{sweep.fit.factor_outside:.2f}"
+    return sweep.status
+
+
+def _run_next(config, sweep) -> str:
+    return f"python train.py -m {advise.hydra_overrides(config, None)} optimizer.lr={_lrs(sweep.next_lrs())}"
+
+
+def _plot_name(out, stem, T, horizons):
+    return Path(out) / (stem if len(horizons) == 1 else f"{stem}_T{T}")
+
+
+def _title(what, runs, T):
+    setup = setup_of(runs)
+    return f"{what}, T = {T:,} steps" + (f" ({setup})" if setup else "")
+
+
+def _overlay(sweep, args, path, title):
+    """Per-run (or joint with --joint) fits of the counted runs' validation curves to the bound; a run
+    with fewer than 4 validation points (or only a final value) gets a note instead."""
+    runs = [r for r in sweep.runs if r.peak_lr in sweep.lrs and advise.diverged_reason(r) is None]
+    curves = []
+    for run in runs:
+        curve = curve_of(run)
+        if curve is None:
+            note(f"no curve fit for {run.name}: fewer than 4 validation points")
+        else:
+            curves.append(curve)
+    try:
+        if args.joint and curves:
+            fit = fit_bound(curves, g_model=args.g_model, min_step=args.fit_from)
+            pairs = [(c, fit) for c in fit.curves]
+        else:
+            pairs = [(f.curves[0], f) for f in (fit_bound(c, g_model=args.g_model, min_step=args.fit_from)
+                                                for c in curves)]
+    except ValueError as error:
+        note(f"no bound fit for the curves of {title}: {error}")
         return []
-    if args.joint:
-        fit = fit_bound(curves, g_model=args.g_model, min_step=args.fit_from)
-        pairs = [(c, fit) for c in fit.curves]
-    else:
-        fits = [fit_bound(c, g_model=args.g_model, min_step=args.fit_from) for c in curves]
-        pairs = [(f.curves[0], f) for f in fits]
-    print(f"\nbound fits ({args.g_model} G_t, steps >= {args.fit_from}, {'joint' if args.joint else 'per run'}):")
+    if not pairs:
+        return []
+    print(f"\nbound fits ({args.g_model} G_t, {'joint' if args.joint else 'per run'}):")
     for curve, fit in pairs:
         print(f"  {curve.label:>12}: C={fit.C:.4f} M={fit.M:.4g} R^2={fit.r2:.4f} RMSE={fit.rmse:.4f}")
     return plots.plot_overlay(pairs, path, title=title)
 
 
-def _mark(fit):
-    """A fitted optimum as text: '*' when outside the swept LRs (extrapolated), '>lr_max' or '<lr_min'
-    when more than 2x outside (no upturn seen), '-' without a fit."""
-    if fit is None:
-        return "-"
-    if not fit.optimum_determined:
-        return f">{fit.lrs.max():g}" if fit.optimal_lr > fit.lrs.max() else f"<{fit.lrs.min():g}"
-    return f"{fit.optimal_lr:.4g}" + ("" if fit.optimum_inside else "*")
-
-
 # ---------------------------------------------------------------------------------------------------
-def cmd_transfer(args):
-    runs = load_many(args.runs)
-    ignore = tuple(args.group_ignore)
-    groups = advise.group_by_schedule(runs, ignore)
-    if len(groups) != 1:
-        raise SystemExit(f"--runs must share one schedule (found {len(groups)}: "
-                         f"{[advise.schedule_label(json.loads(k)) for k in groups]}); "
-                         "narrow the glob or use --group-ignore")
-    source = runs[0].schedule_config
-    lrs, losses = advise.final_losses(runs, args.max_loss)
-    source_fit = advise.sweep_fit(lrs, losses)
-    if args.lr is not None:
-        lr, how = args.lr, "given by --lr"
-    elif source_fit is not None:
-        lr, how = source_fit.optimal_lr, (f"fitted to {len(lrs)} runs: final loss = A/lr + B lr + C, "
-                                          f"R^2 {source_fit.r2:.4f}")
-    elif len(set(r.peak_lr for r in runs)) == 1:
-        lr, how = runs[0].peak_lr, "the runs' peak LR"
-    else:
-        raise SystemExit("the source runs have 2 peak LRs: give --lr or runs at >= 3 peak LRs")
-
-    targets, measured = [], {}
-    if args.target_runs:
-        for key, members in advise.group_by_schedule(load_many(args.target_runs), ignore).items():
-            config = members[0].schedule_config
-            if key != advise.schedule_key(source, ignore):
-                targets.append(config)
-            target_lrs, target_losses = advise.final_losses(members, args.max_loss)
-            measured[key] = (advise.sweep_fit(target_lrs, target_losses), target_lrs, target_losses)
+def _targets(source, target_sweeps, args):
+    """Target schedule configs at the source's horizon: --target-runs' schedules, --set, --target."""
+    targets = [s.config for s in target_sweeps if not same_shape(s.config, source, args.group_tolerance)
+               and s.config["total_steps"] == source["total_steps"]]
     for spec in args.set:
         key, sep, values = spec.partition("=")
         if not sep or not key or not values:
             raise ValueError(f"--set {spec!r} is not KEY=V1,V2,...; write e.g. --set cooldown_fraction=0.1,0.4")
-        for value in values.split(","):
-            targets.append(advise.with_args(source, **{key: _parse_value(value)}))
+        targets += [advise.with_args(source, **{key: _parse_value(v)}) for v in values.split(",")]
     for spec in args.target:
         name, _, rest = spec.partition(":")
         pairs = [item.partition("=") for item in rest.split(",") if item]
@@ -106,56 +136,136 @@ def cmd_transfer(args):
             raise ValueError(f"--target {spec!r} is not NAME[:KEY=VALUE,...]; "
                              "write e.g. --target cosine:final_fraction=0.1")
         targets.append(advise.group_config(name, like=source, **{k: _parse_value(v) for k, _, v in pairs}))
-    if source_fit is not None:
-        measured.setdefault(advise.schedule_key(source, ignore), (source_fit, lrs, losses))
+    return targets
 
+
+def _transfer_at(group, target_sweeps, args, horizons):
+    """Transfer at one horizon: prints the source's LR and how it was found, the table, then overrides
+    (or, when the source optimum is undetermined, the LRs to run next). Returns (table, problem)."""
+    members = group.runs
+    sweep = advise.make_sweep(members, args.max_loss, args.max_extrapolation, name=group.name)
+    source, T = sweep.config, sweep.config["total_steps"]
+    print(f"\n== horizon T = {T:,} steps: source {sweep.name} ({advise.schedule_label(source)}), "
+          f"{len(sweep.lrs)} of {len(members)} runs counted")
+    _notes(sweep)
+    lr, problem = None, None
+    if args.lr is not None:
+        lr, how = args.lr, "given by --lr"
+    elif sweep.status != "undetermined":
+        lr = sweep.optimum
+        how = f"fitted to {len(sweep.lrs)} runs (final loss = A/lr + B lr + C, R^2 {sweep.fit.r2:.4f}), {sweep.status}"
+        if sweep.status == "extrapolated":
+            how += (f" {sweep.fit.factor_outside:.2f}x beyond the swept LRs "
+                    f"(within --max-extrapolation {args.max_extrapolation:g})")
+    elif len(set(sweep.lrs)) == 1:
+        lr, how = sweep.lrs[0], "the runs' one peak LR, taken as tuned (no sweep to fit)"
+    else:
+        how = f"undetermined: {sweep.why()}"
+        problem = f"T={T}: the source optimum is undetermined ({sweep.why()}); run next: {_run_next(source, sweep)}"
+    print(f"source LR: {lr:.4g} ({how})" if lr is not None else f"source LR: {how}")
+    targets = _targets(source, target_sweeps, args)
+    if not targets:
+        problem = problem or (f"T={T}: no target schedule; give --target NAME, --set KEY=V1,V2 or "
+                              "--target-runs GLOB")
     table = advise.transfer_table(lr, source, targets, G=args.G, D=args.D)
-    table["schedule"] = [advise.schedule_label(c, base=source) if i else advise.schedule_label(c)
-                         for i, c in enumerate(table["config"])]
-    fits = [measured.get(advise.schedule_key(c, ignore), (None,))[0] for c in table["config"]]
-    table["measured_lr"] = [f.optimal_lr if f is not None and f.optimum_determined else np.nan for f in fits]
+    table["schedule"] = [sweep.name] + [describe(c) for c in targets]
+    table["T"] = T
+    found = [sweep] + [next((s for s in target_sweeps if same_shape(s.config, c, args.group_tolerance)), None)
+                       for c in targets]
+    table["measured_lr"] = [s.optimum if s is not None else np.nan for s in found]
+    table["status"] = [_status(s) if s is not None else "no runs" for s in found]
+    table["next_lrs"] = [_lrs(s.next_lrs()) if s is not None else "" for s in found]
     table["predicted/measured"] = table["lr"] / table["measured_lr"]
-    print(f"source: {advise.schedule_label(source)}, T={source['total_steps']}: LR {lr:.4g} ({how})")
-    print(f"transfer at the same horizon: lr_B = lr_A * gamma*_B / gamma*_A (D = {args.D:g}, G = {args.G:g}); "
-          "first row: the source\n")
-    shown = table.assign(measured_lr=[_mark(f) for f in fits])
-    print_table(shown, ["schedule", "theory_gamma", "ratio", "lr", "measured_lr", "predicted/measured"],
-                 {"theory_gamma": "{:.4g}", "ratio": "{:.3f}", "lr": "{:.4g}", "predicted/measured": "{:.3f}"})
-    print("measured_lr: optimum of final loss = A/lr + B lr + C fitted to the target runs; "
-          "* = outside the swept LRs (extrapolated)")
-    print("\nHydra overrides (python train.py ...):")
-    for _, row in table.iterrows():
-        print(f"  {row['schedule']}:\n    {row['overrides']}")
-
-    if not args.no_plot:
-        out = Path(args.out)
-        sweep = []
+    print("lr_B = lr_A * gamma*_B / gamma*_A at the same horizon "
+          f"(D = {args.D:g}, G = {args.G:g}); first row: the source\n")
+    print_table(table, ["schedule", "theory_gamma", "ratio", "lr", "measured_lr", "status", "next_lrs",
+                        "predicted/measured"],
+                {"theory_gamma": "{:.4g}", "ratio": "{:.3f}", "lr": "{:.4g}", "measured_lr": "{:.4g}",
+                 "predicted/measured": "{:.3f}"})
+    if lr is not None:
+        print("\nHydra overrides (python train.py ...):")
         for _, row in table.iterrows():
-            fit, l, v = measured.get(advise.schedule_key(row["config"], ignore), (None, [], []))
-            if l:
-                sweep.append({"label": row["schedule"], "lrs": l, "losses": v, "fit": fit, "predicted_lr": row["lr"]})
-        written = plots.plot_lr_sweep(sweep, out / "lr_sweep", title="transfer") if sweep else []
-        written += _overlay(runs, args, out / "overlay", title=advise.schedule_label(source))
+            print(f"  {row['schedule']}:\n    {row['overrides']}")
+    else:
+        print(f"\nno overrides: the source optimum is undetermined. Run next:\n  {_run_next(source, sweep)}")
+    if not args.no_plot:
+        sweep_groups = [{"label": row["schedule"], "lrs": s.lrs if s else [], "losses": s.losses if s else [],
+                         "fit": s.fit if s else None, "predicted_lr": row["lr"] if lr is not None else None}
+                        for (_, row), s in zip(table.iterrows(), found)]
+        written = plots.plot_lr_sweep(sweep_groups, _plot_name(args.out, "lr_sweep", T, horizons),
+                                      title=_title("transfer: final loss vs peak LR", members, T))
+        written += _overlay(sweep, args, _plot_name(args.out, "overlay", T, horizons),
+                            _title(f"{sweep.name}: validation loss and fitted bound", members, T))
         print("\nplots: " + ", ".join(str(p) for p in written))
-    return table
+    return table, problem
+
+
+def _extend(args):
+    from analysis.extend import cmd_extend   # analysis/extend.py owns `advise extend`
+
+    return cmd_extend(args)
+
+
+def cmd_transfer(args):
+    groups = advise.sweep_groups(_load(args.runs), args.group_tolerance)
+    horizons = sorted({g.total_steps for g in groups})
+    if len(groups) != len(horizons):
+        raise SystemExit(f"--runs must be the runs of one schedule (per horizon); found {len(groups)} sweeps: "
+                         f"{[g.name for g in groups]}; narrow the glob (or raise --group-tolerance)")
+    target_sweeps = (advise.sweeps_of(_load(args.target_runs, "--target-runs"), args.max_loss,
+                                      args.group_tolerance, args.max_extrapolation) if args.target_runs else [])
+    if len(horizons) > 1:
+        print(f"the source runs have {len(horizons)} horizons {horizons}: transfer is done per horizon")
+    results = [_transfer_at(group, target_sweeps, args, horizons) for group in groups]
+    problems = [problem for _, problem in results if problem]
+    if problems:
+        raise SystemExit("cannot advise: " + "; ".join(problems))
+    return pd.concat([table for table, _ in results], ignore_index=True)
 
 
 def cmd_sweep(args):
-    table = advise.sweep_table(load_many(args.runs), reference=args.reference, max_loss=args.max_loss,
-                               ignore=tuple(args.group_ignore), G=args.G, D=args.D)
-    table["lrs"] = table["lrs"].map(lambda v: ",".join(f"{x:g}" for x in v))
-    shown = table.assign(empirical_lr=table["fit"].map(_mark))
-    print_table(shown, ["schedule", "runs", "lrs", "empirical_lr", "theory_gamma", "predicted_lr",
-                         "predicted/empirical"],
-                 {"theory_gamma": "{:.4g}", "predicted_lr": "{:.4g}", "predicted/empirical": "{:.3f}"})
-    anchor = f"reference {args.reference}" if args.reference else "geometric mean over the schedules"
-    print(f"\npredicted_lr = theory_gamma x one constant ({anchor}); empirical_lr: fit of final loss = A/lr + B lr + C"
-          " (* = outside the swept LRs, extrapolated)")
+    runs = _load(args.runs)
+    table = advise.sweep_table(runs, reference=args.reference, max_loss=args.max_loss,
+                               tolerance=args.group_tolerance, G=args.G, D=args.D,
+                               max_extrapolation=args.max_extrapolation)
+    table["status_text"] = table["sweep"].map(_status)
+    shown = pd.DataFrame({
+        "schedule": table["schedule"], "T": table["T"],
+        "runs": [f"{len(s.lrs)}/{len(s.runs)}" for s in table["sweep"]],
+        "swept LRs": [f"{min(s.lrs):.2g}-{max(s.lrs):.2g}" if s.lrs else "-" for s in table["sweep"]],
+        "status": table["status_text"].str.replace("extrapolated", "extrap."),
+        "optimum": table["empirical_lr"], "gamma*": table["theory_gamma"], "predicted": table["predicted_lr"],
+        "pred/opt": table["predicted/empirical"], "next LRs": table["sweep"].map(lambda s: _lrs(s.next_lrs()))})
+    print_table(shown, list(shown.columns), {"T": "{:,}", "optimum": "{:.3g}", "gamma*": "{:.3g}",
+                                              "predicted": "{:.3g}", "pred/opt": "{:.2f}"})
+    print("runs: counted/all; optimum: of final loss = A/lr + B lr + C; gamma*: the theory's (D = G = 1)")
+    anchor = f"reference {args.reference}" if args.reference else "geometric mean over the bracketed optima"
+    print(f"predicted = gamma* x one constant per horizon ({anchor}); extrap. xF: F times beyond the swept "
+          f"LRs (at most --max-extrapolation {args.max_extrapolation:g}); undetermined: no optimum, run next LRs")
+    for sweep in table["sweep"]:
+        _notes(sweep)
+    print("\nHydra overrides (python train.py ...):")
+    for _, row in table.iterrows():
+        sweep = row["sweep"]
+        name = row["schedule"] + ("" if "T =" in row["schedule"] else f", T = {row['T']:,} steps")
+        if np.isfinite(row["empirical_lr"]):
+            print(f"  {name} ({row['status_text']}):\n    {advise.hydra_overrides(row['config'], row['empirical_lr'])}")
+        elif sweep.next_lrs():
+            print(f"  {name}: undetermined ({sweep.why()}); run next:\n    {_run_next(row['config'], sweep)}")
     if not args.no_plot:
-        sweep = [{"label": row["schedule"], "lrs": row["final_lrs"], "losses": row["final_losses"],
-                  "fit": row["fit"], "predicted_lr": row["predicted_lr"]} for _, row in table.iterrows()]
-        written = plots.plot_lr_sweep(sweep, Path(args.out) / "lr_sweep", title="sweep")
-        print("plots: " + ", ".join(str(p) for p in written))
+        written, horizons = [], sorted(set(table["T"]))
+        for T, rows in table.groupby("T"):
+            groups = [{"label": row["schedule"], "lrs": row["sweep"].lrs, "losses": row["sweep"].losses,
+                       "fit": row["sweep"].fit, "predicted_lr": row["predicted_lr"]} for _, row in rows.iterrows()]
+            groups = [g for g in groups if len(g["lrs"]) or np.isfinite(g["predicted_lr"])]
+            if groups:
+                written += plots.plot_lr_sweep(groups, _plot_name(args.out, "lr_sweep", T, horizons),
+                                               title=_title("final loss vs peak LR", runs, T))
+        print("\nplots: " + ", ".join(str(p) for p in written))
+    if not np.isfinite(table["predicted_lr"]).any():
+        raise SystemExit("cannot advise: no schedule has a determined optimum ("
+                         + "; ".join(f"{r['schedule']}, T={r['T']}: {r['sweep'].why()}" for _, r in table.iterrows())
+                         + "); run the next_lrs of the table")
     return table
 
 
@@ -176,13 +286,17 @@ def build_parser():
     def curve_fits(p):     # loss curves fitted to the bound (transfer: the overlay plot; extend: predictions)
         p.add_argument("--g-model", default="exp_power", choices=list(G_MODELS),
                        help="G_t model of the loss-curve fits (analysis.fit)")
-        p.add_argument("--fit-from", type=int, default=1000, help="fit loss curves from this step on")
+        p.add_argument("--fit-from", type=int, default=None,
+                       help="fit loss curves from this step on (default: 1000, or 10%% of a shorter run)")
 
     def grouping(p):
-        p.add_argument("--group-ignore", action="append", default=[], metavar="KEY",
-                       help="schedule argument ignored when grouping runs (e.g. final_fraction); repeatable")
+        p.add_argument("--group-tolerance", type=float, default=0.01, metavar="TOL",
+                       help="runs are one sweep when their schedules' multipliers differ by at most TOL "
+                            "(of the peak LR) at every step, above a floor of 1%% (analysis.groups; default 0.01)")
         p.add_argument("--max-loss", type=float, default=None,
-                       help="leave out runs with a larger final loss (diverged)")
+                       help="also leave out runs with a larger final loss (diverged runs are left out anyway)")
+        p.add_argument("--max-extrapolation", type=float, default=2.0, metavar="FACTOR",
+                       help="trust a fitted optimum at most this factor beyond the swept LRs (default 2)")
 
     p = modes.add_parser("transfer", help="the LR of other schedules from a tuned one, same horizon")
     p.add_argument("--runs", required=True, action="append",
@@ -207,7 +321,7 @@ def build_parser():
     p.add_argument("--lr", type=float, default=None, help="the run's tuned peak LR (default: its peak LR)")
     common(p, "extend")
     curve_fits(p)
-    p.set_defaults(func=cmd_extend)
+    p.set_defaults(func=_extend)
 
     p = modes.add_parser("sweep", help="empirical optimal LR per schedule vs the theory")
     p.add_argument("--runs", required=True, action="append", help="glob (quoted) of the sweep's runs; repeatable")

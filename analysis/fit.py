@@ -18,7 +18,11 @@
    LR (THEORY.md section 1: Omega = t1/gamma + gamma t23) plus an offset. It is linear in (A, B, C),
    so it is fitted by least squares in the loss, A, B >= 0, without a starting guess; the optimum is
    gamma = sqrt(A/B). The model is symmetric in log(gamma / gamma_opt), so it is the usual
-   "parabola in log-LR" shape with the curvature the theory prescribes.
+   "parabola in log-LR" shape with the curvature the theory prescribes. LRFit.status says whether
+   the optimum is bracketed by the swept LRs, extrapolated within a stated factor, or undetermined
+   (then LRFit.next_lrs() are the LRs to run next, on the sweep's own grid).
+
+Tests: python -m pytest tests/test_analysis_fit.py
 """
 from __future__ import annotations
 
@@ -113,15 +117,25 @@ def _solve(X, y):
     return coef, float(residual @ residual), y
 
 
+def default_min_step(horizon: int) -> int:
+    """The first step fitted unless told: 1000, or 10% of a shorter run (the first steps' fast drop
+    is outside what the bound describes; a 400-step CPU run still keeps 90% of its points)."""
+    return int(max(1, min(1000, horizon // 10)))
+
+
 def fit_bound(curves, g_model="constant", min_step=1) -> BoundFit:
-    """Fit loss ~ C + M * Omega_t(G_t) jointly to `curves` (a Curve or a list of them)."""
+    """Fit loss ~ C + M * Omega_t(G_t) jointly to `curves` (a Curve or a list of them).
+    min_step=None: default_min_step of the longest curve's horizon."""
     if g_model not in G_MODELS:
         raise ValueError(f"g_model={g_model!r} is not one of {G_MODELS}")
     curves = [curves] if isinstance(curves, Curve) else list(curves)
+    if min_step is None:
+        min_step = default_min_step(max(c.lr.size for c in curves))
     curves = [Curve(c.steps[c.steps >= min_step], c.loss[c.steps >= min_step], c.lr, c.label) for c in curves]
     y = np.concatenate([c.loss for c in curves])
     if y.size < 4:
-        raise ValueError("fewer than 4 finite loss points at steps >= min_step; give more points")
+        raise ValueError(f"fewer than 4 finite loss points at steps >= {min_step}; give more points "
+                         "or fit from an earlier step")
     # Columns that do not depend on the basis parameters are computed once.
     fixed = np.concatenate([_columns(c, "constant", ()) for c in curves])
     theta = ()
@@ -155,8 +169,32 @@ def fit_bound(curves, g_model="constant", min_step=1) -> BoundFit:
 # ---------------------------------------------------------------------------------------------------
 # Final loss vs peak LR.
 # ---------------------------------------------------------------------------------------------------
+STATUSES = ("bracketed", "extrapolated", "undetermined")
+
+
+def next_grid_lrs(lrs, side: str, n: int = 2, ceiling: float | None = None) -> list[float]:
+    """The next n peak LRs beyond the `side` ("above" or "below") end of the swept `lrs`, on the sweep's
+    own grid: steps of its median log-spacing (a factor 2 with one LR). Above, a `ceiling` (the
+    smallest LR that diverged) is never reached: the n points then split (edge, ceiling) evenly in log."""
+    lrs = np.unique(np.asarray(lrs, dtype=np.float64))
+    if side not in ("above", "below") or lrs.size == 0:
+        raise ValueError(f"side={side!r} must be 'above' or 'below', lrs non-empty (got {lrs})")
+    step = float(np.exp(np.median(np.diff(np.log(lrs))))) if lrs.size > 1 else 2.0
+    if side == "below":
+        return [float(lrs[0] / step ** k) for k in range(1, n + 1)]
+    edge = lrs[-1]
+    points = [float(edge * step ** k) for k in range(1, n + 1)]
+    if ceiling is not None and np.isfinite(ceiling) and points[-1] >= ceiling:
+        points = [float(edge * (ceiling / edge) ** (k / (n + 1))) for k in range(1, n + 1)]
+    return points
+
+
 @dataclass
 class LRFit:
+    """final loss = A/lr + B lr + C over a sweep, and how far its optimum sqrt(A/B) can be trusted:
+    `status` is "bracketed" (inside the swept LRs), "extrapolated" (outside, but within a factor
+    `max_extrapolation` of the nearest swept LR, with curvature A, B > 0) or "undetermined"
+    (no curvature, e.g. a monotone sweep; further out; or at/above an LR that diverged, `ceiling`)."""
     A: float
     B: float
     C: float
@@ -164,6 +202,8 @@ class LRFit:
     losses: np.ndarray
     r2: float
     rmse: float
+    max_extrapolation: float = 2.0
+    ceiling: float = np.inf            # the smallest LR above the sweep whose run diverged
 
     @property
     def optimal_lr(self) -> float:
@@ -179,17 +219,49 @@ class LRFit:
 
     @property
     def optimum_determined(self) -> bool:
-        """Whether the optimum lies within a factor 2 of the swept LRs; further out the sweep saw no
-        upturn on that side and the extrapolated value means little."""
-        return bool(self.lrs.min() / 2 <= self.optimal_lr <= 2 * self.lrs.max())
+        """Whether the optimum is bracketed or extrapolated (see status)."""
+        return self.status != "undetermined"
+
+    @property
+    def factor_outside(self) -> float:
+        """How far the optimum lies outside the swept LRs, as a factor >= 1 (1 inside; inf if none)."""
+        opt, low, high = self.optimal_lr, self.lrs.min(), self.lrs.max()
+        if not 0 < opt < np.inf:
+            return np.inf
+        return float(max(opt / high, low / opt, 1.0))
+
+    @property
+    def status(self) -> str:
+        if not (self.A > 0 and self.B > 0) or self.optimal_lr >= self.ceiling:
+            return "undetermined"
+        if self.optimum_inside:
+            return "bracketed"
+        return "extrapolated" if self.factor_outside <= self.max_extrapolation else "undetermined"
+
+    @property
+    def open_side(self) -> str | None:
+        """Where the sweep must grow to pin the optimum: "above"/"below" the swept LRs, None if bracketed.
+        The fit's optimum decides when it has one; else the side of the best measured run."""
+        if self.status == "bracketed":
+            return None
+        opt = self.optimal_lr
+        if self.A > 0 and self.B > 0 and not self.lrs.min() <= opt <= self.lrs.max():
+            return "above" if opt > self.lrs.max() else "below"
+        return "above" if self.B <= 0 or self.lrs[np.argmin(self.losses)] == self.lrs.max() else "below"
+
+    def next_lrs(self, n: int = 2) -> list[float]:
+        """The next n LRs of the sweep's own grid on its open side ([] when bracketed)."""
+        side = self.open_side
+        return [] if side is None else next_grid_lrs(self.lrs, side, n, self.ceiling)
 
     def predict(self, lr):
         lr = np.asarray(lr, dtype=np.float64)
         return self.A / lr + self.B * lr + self.C
 
 
-def fit_lr_sweep(lrs, final_losses) -> LRFit:
-    """Least-squares fit of final_loss = A/lr + B*lr + C (A, B >= 0) over a sweep of peak LRs."""
+def fit_lr_sweep(lrs, final_losses, max_extrapolation=2.0, ceiling=np.inf) -> LRFit:
+    """Least-squares fit of final_loss = A/lr + B*lr + C (A, B >= 0) over a sweep of peak LRs.
+    max_extrapolation and ceiling (the smallest LR that diverged) set LRFit.status."""
     lrs = np.asarray(lrs, dtype=np.float64)
     losses = np.asarray(final_losses, dtype=np.float64)
     if lrs.shape != losses.shape or lrs.ndim != 1:
@@ -198,6 +270,8 @@ def fit_lr_sweep(lrs, final_losses) -> LRFit:
     lrs, losses = lrs[keep], losses[keep]
     if np.any(lrs <= 0):
         raise ValueError(f"peak LRs must be > 0, got {lrs}")
+    if not max_extrapolation >= 1:
+        raise ValueError(f"max_extrapolation={max_extrapolation} must be >= 1 (a factor beyond the swept LRs)")
     if np.unique(lrs).size < 3:
         raise ValueError(f"need final losses at >= 3 distinct peak LRs to fit A/lr + B*lr + C, got {np.unique(lrs)}")
     ref = np.exp(np.log(lrs).mean())     # work with x = lr / ref ~ 1 for conditioning
@@ -209,7 +283,8 @@ def fit_lr_sweep(lrs, final_losses) -> LRFit:
     sse = float(residual @ residual)
     sst = float(((losses - losses.mean()) ** 2).sum())
     return LRFit(A=a * ref, B=b / ref, C=c, lrs=lrs, losses=losses,
-                 r2=1.0 - sse / sst if sst > 0 else np.nan, rmse=float(np.sqrt(sse / losses.size)))
+                 r2=1.0 - sse / sst if sst > 0 else np.nan, rmse=float(np.sqrt(sse / losses.size)),
+                 max_extrapolation=float(max_extrapolation), ceiling=float(ceiling))
 
 
 def optimal_lr_from_sweep(lrs, final_losses) -> float:

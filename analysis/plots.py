@@ -4,7 +4,9 @@
     plot_overlay([(curve, fit), ...], "outputs/analysis/overlay")    # writes overlay.png and overlay.pdf
 
 Figures are built with matplotlib's object API (no pyplot state, no display, no LaTeX); every
-function writes a PNG and a PDF next to each other and returns their paths.
+function writes a PNG and a PDF next to each other and returns their paths. Categorical series get
+a qualitative colour map; axes say their units (nats, steps); measured data are solid, theory dashed.
+Used by `python -m analysis advise ...` (analysis/cli.py, analysis/extend.py).
 """
 from __future__ import annotations
 
@@ -34,60 +36,109 @@ def _axes():
     return fig, fig.add_subplot()
 
 
-def _finish(fig, ax, title, path, grid_which="major") -> list[Path]:
+def _finish(fig, ax, title, path, grid_which="major", handles=None) -> list[Path]:
     """Title, grid and legend as every analysis plot has them, then save_figure."""
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3, which=grid_which)
-    ax.legend(fontsize=7)
+    ax.legend(handles=handles, fontsize=7)
     return save_figure(fig, path)
 
 
 def _colors(n):
+    """Distinct colours for categorical series (runs, schedules): a qualitative map, tab10 (tab20 beyond)."""
     from matplotlib import colormaps
 
-    cmap = colormaps["viridis"]
-    return [cmap(x) for x in np.linspace(0.0, 0.9, max(n, 1))]
+    cmap = colormaps["tab10" if n <= 10 else "tab20"]
+    return [cmap(i % cmap.N) for i in range(max(n, 1))]
 
 
-def plot_overlay(pairs, path, title="measured loss vs fitted bound", ylim=None) -> list[Path]:
-    """pairs: [(Curve, BoundFit)]: measured points and C + M * Omega_t at every step of the run."""
+def plot_overlay(pairs, path, title="measured loss vs fitted bound", ylim=None, xlabel="step") -> list[Path]:
+    """pairs: [(Curve, BoundFit)]: each measured curve as a solid coloured line, the fitted bound
+    C + M * Omega_t over it as a dashed black line (from the first fitted step to the run's end)."""
+    from matplotlib.lines import Line2D
+
     fig, ax = _axes()
+    handles = []
     for (curve, fit), color in zip(pairs, _colors(len(pairs))):
-        ax.plot(curve.steps, curve.loss, "o", ms=2.5, color=color, alpha=0.6,
-                label=f"{curve.label} (R$^2$ {fit.r2:.3f})")
+        ax.plot(curve.steps, curve.loss, "-", lw=1.6, color=color, alpha=0.85)
+        handles.append(Line2D([], [], color=color, lw=1.6, label=f"{curve.label} (fit R$^2$ {fit.r2:.3f})"))
+    for curve, fit in pairs:     # drawn after all measured lines, so no bound hides under a curve
         first = int(curve.steps.min()) if curve.steps.size else 1     # the fit starts there
         steps = np.unique(np.linspace(first, curve.lr.size, 600).astype(np.int64))
-        ax.plot(steps, fit.predict(curve.lr, steps), "-", lw=1.5, color=color)
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
+        ax.plot(steps, fit.predict(curve.lr, steps), "--", lw=1.1, color="black", zorder=3)
+    handles += [Line2D([], [], color="gray", lw=1.6, label="measured validation loss"),
+                Line2D([], [], color="black", ls="--", lw=1.1, label="fitted bound C + M $\\Omega_t$")]
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("validation loss (nats)")
     if ylim is None and pairs:
         low = min(float(np.nanmin(c.loss)) for c, _ in pairs)
         high = max(float(np.nanpercentile(c.loss, 90)) for c, _ in pairs)
         ylim = (low - 0.05 * (high - low), high)
     if ylim is not None:
         ax.set_ylim(*ylim)
-    return _finish(fig, ax, title + " (points: measured; lines: C + M $\\Omega_t$)", path)
+    return _finish(fig, ax, title, path, handles=handles)
 
 
-def plot_lr_sweep(groups, path, title="final loss vs peak LR") -> list[Path]:
+# How each status of a fitted optimum is drawn on the LR sweep (analysis.fit.LRFit.status).
+_OPTIMUM_MARKERS = {"bracketed": dict(marker="*", ms=13, label="fitted optimum, bracketed by the sweep"),
+                    "extrapolated": dict(marker="^", ms=9, mfc="none", mew=1.5,
+                                         label="fitted optimum, extrapolated beyond the sweep")}
+
+
+def plot_lr_sweep(groups, path, title="final loss vs peak LR", max_factor=2.0) -> list[Path]:
     """groups: [dict(label, lrs, losses, fit=LRFit|None, predicted_lr=float|None)], one colour each:
-    measured points, the fit A/lr + B lr + C, its optimum (circle) and the prediction (dashed line)."""
+    measured points, the fit A/lr + B lr + C (dotted where undetermined), its optimum (a star when
+    bracketed, a triangle when extrapolated, none when undetermined) and the predicted LR (a dashed
+    line, drawn also for a group without runs). The x-axis spans the data to within `max_factor`;
+    a predicted LR further out is an arrow at the edge, labelled with its value."""
+    from matplotlib.lines import Line2D
+
     fig, ax = _axes()
+    measured = [lr for g in groups for lr in g["lrs"]]
+    wanted = measured + [g["predicted_lr"] for g in groups if g.get("predicted_lr")]
+    wanted += [g["fit"].optimal_lr for g in groups if g.get("fit") is not None and g["fit"].status != "undetermined"]
+    if not wanted:
+        raise ValueError("plot_lr_sweep: no LRs to draw (no measured runs and no predicted LR)")
+    anchor = measured or wanted
+    low = max(min(wanted) / 1.25, min(anchor) / max_factor)
+    high = min(max(wanted) * 1.25, max(anchor) * max_factor)
+    handles, statuses = [], set()
     for group, color in zip(groups, _colors(len(groups))):
-        ax.plot(group["lrs"], group["losses"], "o", color=color, label=group["label"])
+        label = group["label"]
+        if len(group["lrs"]):
+            ax.plot(group["lrs"], group["losses"], "o", color=color, ms=5)
         fit = group.get("fit")
         if fit is not None:
-            grid = np.geomspace(min(group["lrs"]) / 1.5, max(group["lrs"]) * 1.5, 200)
-            ax.plot(grid, fit.predict(grid), "-", lw=1, color=color)
-            if np.isfinite(fit.optimal_lr) and fit.optimal_lr > 0:
-                ax.plot([fit.optimal_lr], [fit.predict(fit.optimal_lr)], "o", mfc="none", ms=9, color=color)
-        if group.get("predicted_lr"):
-            ax.axvline(group["predicted_lr"], ls="--", lw=1, color=color)
+            grid = np.geomspace(low, high, 200)
+            status = fit.status
+            ax.plot(grid, fit.predict(grid), ":" if status == "undetermined" else "-", lw=1, color=color)
+            if status in _OPTIMUM_MARKERS:
+                style = {k: v for k, v in _OPTIMUM_MARKERS[status].items() if k != "label"}
+                ax.plot([fit.optimal_lr], [fit.predict(fit.optimal_lr)], ls="none", color=color, **style)
+                statuses.add(status)
+            label += f" ({status})"
+        predicted = group.get("predicted_lr")
+        if predicted:
+            shown = min(max(predicted, low), high)
+            ax.axvline(shown, ls="--", lw=1, color=color)
+            if shown != predicted:
+                ax.annotate(f"{'→' if predicted > high else '←'} {predicted:.2g}", (shown, 0.95),
+                            xycoords=("data", "axes fraction"), fontsize=7, color=color,
+                            ha="right" if predicted > high else "left")
+        handles.append(Line2D([], [], color=color, marker="o" if len(group["lrs"]) else None,
+                              ls="--" if predicted and not len(group["lrs"]) else "-", label=label))
+    handles += [Line2D([], [], color="gray", ls="none", **_OPTIMUM_MARKERS[s]) for s in sorted(statuses)]
+    if any(g.get("predicted_lr") for g in groups):
+        handles.append(Line2D([], [], color="gray", ls="--", label="predicted LR (theory)"))
     ax.set_xscale("log")
-    ax.set_xlabel("peak LR")
-    ax.set_ylabel("final validation loss")
-    return _finish(fig, ax, title + " (lines: fits; open circles: fitted optima; dashed: predicted LR)", path,
-                   grid_which="both")
+    ax.set_xlim(low, high)
+    ax.set_xlabel("peak learning rate")
+    ax.set_ylabel("final validation loss (nats)")
+    losses = [v for g in groups for v in g["losses"]]
+    if losses:   # the measured points decide the y range; fit lines far outside are cut
+        span = max(losses) - min(losses) or 0.1
+        ax.set_ylim(min(losses) - 0.15 * span, max(losses) + 0.15 * span)
+    return _finish(fig, ax, title, path, grid_which="both", handles=handles)
 
 
 def plot_bound_curves(schedules, path, G=1.0, D=1.0, title="bound $\\Omega_t$", ylim=None, marks=()) -> list[Path]:
@@ -104,7 +155,7 @@ def plot_bound_curves(schedules, path, G=1.0, D=1.0, title="bound $\\Omega_t$", 
     for step in marks:
         ax.axvline(step, color="gray", lw=0.8, ls=":")
     ax.set_xlabel("step")
-    ax.set_ylabel("$\\Omega_t$")
+    ax.set_ylabel("bound $\\Omega_t$ (theory units, D = G = 1)" if G == 1.0 and D == 1.0 else "bound $\\Omega_t$")
     if ylim is None and finals and np.isfinite(max(finals)):
         ylim = (0.0, 3.0 * max(finals))
     if ylim is not None:

@@ -29,11 +29,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from training.metrics import METRICS_FILE, read_metrics
 
 CORE_COLUMNS = ("step", "train/loss", "val/loss", "lr", "grad_norm")
 FINAL_KEY = "final/val_loss"
+LOSS_KEYS = ("train/loss", "val/loss", FINAL_KEY)
 
 
 @dataclass
@@ -49,9 +53,7 @@ class Run:
 
     @property
     def final_val_loss(self) -> float:
-        if FINAL_KEY not in self.metrics:
-            return math.nan
-        values = self.metrics[FINAL_KEY].dropna()
+        values = self.metrics[FINAL_KEY].dropna() if FINAL_KEY in self.metrics else []
         return float(values.iloc[-1]) if len(values) else math.nan
 
     @property
@@ -62,8 +64,6 @@ class Run:
         """The run's schedule object, rebuilt from its recorded config by hydra.utils.instantiate."""
         if self.schedule_config is None:
             raise ValueError(f"run {self.name!r} recorded no schedule config; it cannot be re-instantiated")
-        from hydra.utils import instantiate
-
         return instantiate(self.schedule_config)
 
     def lr(self) -> np.ndarray:
@@ -71,9 +71,6 @@ class Run:
         return self.peak_lr * self.schedule().multipliers()
 
 
-# ----------------------------------------------------------------------------------------------
-# Dispatch.
-# ----------------------------------------------------------------------------------------------
 _WANDB_ONLINE = re.compile(r"^[\w.-]+/[\w.-]+/[\w.-]+$")
 
 
@@ -101,37 +98,50 @@ def load(source) -> Run:
 
 
 def load_many(patterns) -> list[Run]:
-    """Runs matching one glob pattern or a list of them (sorted by path, duplicates dropped).
-    Matches that are not runs (a sweep's multirun.yaml, a README) are skipped with a warning."""
+    """Runs matching one glob pattern or a list of them (sorted by path, duplicates dropped); a sweep
+    folder (Hydra's multirun.yaml in it) stands for its jobs. Matches that are not runs or cannot be
+    read (failed launches: no metrics.jsonl, or nothing logged) are skipped with a warning saying why."""
     patterns = [patterns] if isinstance(patterns, (str, Path)) else list(patterns)
-    paths = sorted({Path(p) for pattern in patterns for p in globlib.glob(str(pattern))})
-    readers = {p: _reader(p) for p in paths}
-    skipped = [p.name for p, reader in readers.items() if reader is None and p.name != "README.md"]
-    if skipped:
-        warnings.warn(f"skipped {len(skipped)} matches that are not runs: {skipped[:5]}")
-    runs = [reader(p) for p, reader in readers.items() if reader is not None]
+    paths = {Path(p) for pattern in patterns for p in globlib.glob(str(pattern))}
+    paths = {c for p in paths for c in ([c for c in p.iterdir() if c.is_dir() and c.name[0] != "."]
+                                         if (p / "multirun.yaml").is_file() else [p])}
+    runs = []
+    for path in sorted(paths):
+        run, why = _try_load(path)
+        if run is not None:
+            runs.append(run)
+        elif why:
+            warnings.warn(f"skipped {path}: {why}")
     if not runs:
         raise ValueError(f"no runs match {patterns}; check the glob (quote it so that the shell does not expand it)")
     return runs
 
 
-# ----------------------------------------------------------------------------------------------
+def _try_load(path: Path):
+    """(run, None), or (None, why the path is skipped; None for a sweep's own files)."""
+    reader = _reader(path)
+    if reader is None:
+        if path.name in ("README.md", "multirun.yaml"):
+            return None, None
+        failed = path.is_dir() and ((path / "config.yaml").exists() or (path / ".hydra").exists())
+        return None, f"no {METRICS_FILE} (a failed launch?)" if failed else "not a run directory or log"
+    try:
+        run = reader(path)
+    except (ValueError, KeyError, OSError) as error:     # a JSONDecodeError is a ValueError
+        return None, f"not readable ({error})"
+    return (None, "no metrics logged (a failed launch?)") if run.metrics.empty else (run, None)
+
+
 # Shared helpers.
-# ----------------------------------------------------------------------------------------------
 def tidy(events: pd.DataFrame, keep: str = "last") -> pd.DataFrame:
     """One row per step (events at the same step merged; a repeated key keeps the `keep` value)."""
     if "step" not in events:
         raise ValueError(f"metrics have no 'step' column (columns: {list(events.columns)})")
-    events = events.dropna(subset=["step"]).copy()
-    events["step"] = events["step"].astype(np.int64)
+    events = events.dropna(subset=["step"]).astype({"step": np.int64})
     # groupby().last()/first() take the last/first non-null value of every column per step.
     grouped = events.groupby("step", sort=True)
     table = (grouped.last() if keep == "last" else grouped.first()).reset_index()
-    for column in CORE_COLUMNS:
-        if column not in table:
-            table[column] = np.nan
-    first = list(CORE_COLUMNS)
-    return table[first + [c for c in table.columns if c not in first]]
+    return table.reindex(columns=[*CORE_COLUMNS, *(c for c in table.columns if c not in CORE_COLUMNS)])
 
 
 def stitch(parent: pd.DataFrame, child: pd.DataFrame, branch_step: int) -> pd.DataFrame:
@@ -142,13 +152,8 @@ def stitch(parent: pd.DataFrame, child: pd.DataFrame, branch_step: int) -> pd.Da
     return merged[columns].sort_values("step", ignore_index=True)
 
 
-# ----------------------------------------------------------------------------------------------
 # (a) This project's run directories: config.yaml, metrics.jsonl, lineage.json.
-# ----------------------------------------------------------------------------------------------
 def _load_run_dir(path: Path) -> Run:
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
-
     config_file = path / "config.yaml"
     if not config_file.exists():
         raise ValueError(f"{path} has {METRICS_FILE} but no config.yaml; is it a run directory of train.py?")
@@ -157,7 +162,10 @@ def _load_run_dir(path: Path) -> Run:
         config = OmegaConf.to_container(raw, resolve=True)
     except OmegaConfBaseException:
         config = OmegaConf.to_container(raw, resolve=False)
-    rows = read_metrics(path)  # skips a line a crash left half-written
+    # A loss logged but not finite (the trainer writes null, json reads NaN) becomes +inf: in the tidy
+    # table NaN means "not logged", and the advisor's divergence check looks for the inf.
+    rows = [{k: math.inf if k in LOSS_KEYS and (v is None or not math.isfinite(v)) else v for k, v in e.items()}
+            for e in read_metrics(path)]    # read_metrics skips a line a crash left half-written
     metrics = tidy(pd.DataFrame(rows if rows else {"step": []}), keep="last")
     run = _from_config(path.name, str(path), config, metrics)
     lineage_file = path / "lineage.json"
@@ -183,16 +191,13 @@ def _with_parent(run: Run, parent_source, branch_step: int) -> Run:
 
 def _from_config(name, source, config: dict, metrics: pd.DataFrame) -> Run:
     """A Run of this project's trainer: the schedule and peak LR come from the recorded config."""
-    optimizer = config.get("optimizer")
-    peak_lr = optimizer.get("lr") if isinstance(optimizer, dict) else None
+    peak_lr = config["optimizer"].get("lr") if isinstance(config.get("optimizer"), dict) else None
     return Run(name=name, source=source, config=config, metrics=metrics,
                schedule_config=config.get("schedule"), peak_lr=peak_lr)
 
 
-# ----------------------------------------------------------------------------------------------
 # (b) wandb: online through wandb.Api, offline from the run's transaction log (run-<id>.wandb).
 # Our trainer mirrors metrics.jsonl's keys with wandb.log(..., step=step), so `_step` is the step.
-# ----------------------------------------------------------------------------------------------
 def _from_wandb(name, source, config, history: pd.DataFrame, summary: dict) -> Run:
     if "step" not in history and "_step" in history:
         history = history.rename(columns={"_step": "step"})
@@ -264,11 +269,8 @@ def _load_wandb_offline(path: Path) -> Run:
     return _from_wandb(name, str(path), config, pd.DataFrame(rows), summary)
 
 
-# ----------------------------------------------------------------------------------------------
-# (c) The paper's JSON logs (Schaipp et al.; format in tests/data/paper_logs/README.md).
-# ----------------------------------------------------------------------------------------------
-# Their trainer's flag vocabulary, translated into this project's schedule configs. This is a
-# translation of a foreign log format (the object is still built by hydra.utils.instantiate).
+# (c) The paper's JSON logs (Schaipp et al.; format in tests/data/paper_logs/README.md): their trainer's
+# flags translated into this project's schedule configs (the object is still built by instantiate).
 _PAPER_COOLDOWN_KIND = {"linear": "linear", "sqrt": "1-sqrt", None: "linear"}
 _PAPER_COLUMNS = {"iter": "step", "train_loss": "train/loss", "train_lr": "lr", "grad_norm": "grad_norm",
                   "val_loss": "val/loss", "val_acc": "val/acc", "final_val_loss": FINAL_KEY}
@@ -306,17 +308,18 @@ def _read_paper_json(path: str) -> tuple[str, dict, pd.DataFrame]:
         n = len(part.get("iter", []))   # a column of another length (some val_acc lists) is not aligned
         columns = {k: v for k, v in part.items() if k in _PAPER_COLUMNS and n and len(v) == n}
         if len(columns) > 1:
-            frames.append(pd.DataFrame(columns).rename(columns=_PAPER_COLUMNS))
+            frame = pd.DataFrame(columns).rename(columns=_PAPER_COLUMNS)
+            losses = [c for c in frame.columns if c in LOSS_KEYS]   # logged non-finite -> inf, as above
+            frame[losses] = frame[losses].astype(np.float64).fillna(np.inf)
+            frames.append(frame)
     events = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"step": []})
     # A resumed wandb run exports its history segments newest first, so the first occurrence of a
     # step is the newest value (the resumed run that went on to the end).
     metrics = tidy(events, keep="first")
-    if FINAL_KEY not in metrics or metrics[FINAL_KEY].isna().all():
-        if "final-val/loss" in summary and len(metrics):
-            metrics.loc[metrics.index[-1], FINAL_KEY] = summary["final-val/loss"]
-    tokens_per_step = 1
-    for key in ("batch_size", "acc_steps", "world_size", "sequence_length"):
-        tokens_per_step *= int(flags.get(key) or 1)
+    if (FINAL_KEY not in metrics or metrics[FINAL_KEY].isna().all()) and "final-val/loss" in summary and len(metrics):
+        metrics.loc[metrics.index[-1], FINAL_KEY] = summary["final-val/loss"]
+    tokens_per_step = math.prod(int(flags.get(k) or 1) for k in ("batch_size", "acc_steps", "world_size",
+                                                                 "sequence_length"))
     metrics.insert(1, "tokens", metrics["step"] * tokens_per_step)
     return data.get("name", Path(path).stem), flags, metrics
 

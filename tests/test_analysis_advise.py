@@ -9,7 +9,6 @@ from hydra.utils import instantiate
 from analysis import advise
 from analysis.bound import bound, optimal_lr
 from analysis.cli import main
-from analysis.fit import fit_lr_sweep
 from analysis.runs import load_many
 from tests.conftest import compose_config
 
@@ -35,23 +34,28 @@ def test_transfer_lr_invariances():
 def test_transfer_on_the_paper_124m_grid():
     """WSD cooldown fractions 0.1..0.9 x peak LR {1e-4, 5e-4, 1e-3, 2e-3} at 50k steps: the LR
     transferred from the fitted WSD-0.2 optimum tracks the fitted optimum of the other fractions."""
-    groups = advise.group_by_schedule(load_many(WSD_RUNS))
-    by_fraction = {members[0].schedule_config["cooldown_fraction"]: members for members in groups.values()}
+    sweeps = advise.sweeps_of(load_many(WSD_RUNS))
+    by_fraction = {s.config["cooldown_fraction"]: s for s in sweeps}
     assert sorted(by_fraction) == [0.1, 0.2, 0.4, 0.6, 0.8, 0.9]
-    fits = {c: fit_lr_sweep(*advise.final_losses(m)) for c, m in by_fraction.items()}
-    source = by_fraction[0.2][0].schedule_config
+    assert all(len(s.lrs) == 4 and not s.excluded for s in sweeps)
+    fits = {c: s.fit for c, s in by_fraction.items()}
+    source = by_fraction[0.2].config
     tuned = fits[0.2].optimal_lr
     assert 5e-4 < tuned < 2e-3
-    predicted = {c: advise.transfer_lr(tuned, advise.shape_of(source), advise.shape_of(m[0].schedule_config))
-                 for c, m in by_fraction.items()}
+    predicted = {c: advise.transfer_lr(tuned, advise.shape_of(source), advise.shape_of(s.config))
+                 for c, s in by_fraction.items()}
     fractions = sorted(predicted)
     # Longer cooldowns take larger LRs, in the theory and in the runs.
     assert np.all(np.diff([predicted[c] for c in fractions]) > 0)
     assert np.all(np.diff([fits[c].optimal_lr for c in fractions]) > 0)
     for c in fractions:
-        if fits[c].optimum_inside:                  # 0.1, 0.2, 0.4, 0.6 (0.8 and 0.9 peak at the grid's edge)
+        if fits[c].status == "bracketed":           # 0.1, 0.2, 0.4, 0.6 (0.8 and 0.9 peak at the grid's edge)
             assert 1 / 1.5 < predicted[c] / fits[c].optimal_lr < 1.5, c
-    assert [c for c in fractions if fits[c].optimum_inside] == [0.1, 0.2, 0.4, 0.6]
+    assert [c for c in fractions if fits[c].status == "bracketed"] == [0.1, 0.2, 0.4, 0.6]
+    # 0.8 and 0.9: the loss is lowest at the largest LR; the fits put the optimum 1.18x and 1.28x
+    # beyond it, within the default factor 2, so extrapolated, and the next LRs continue the grid.
+    assert [fits[c].status for c in (0.8, 0.9)] == ["extrapolated", "extrapolated"]
+    assert fits[0.8].next_lrs() == pytest.approx([4e-3, 8e-3])
 
 
 def test_cli_transfer_names_every_fraction_and_linear_decay(capsys):
@@ -90,16 +94,9 @@ def test_hydra_overrides_compose_to_the_same_schedule(config):
 
 def test_sweep_table_anchored_at_a_reference():
     runs = load_many(WSD_RUNS)
-    (reference,) = {advise.schedule_label(r.schedule_config) for r in runs
-                    if r.schedule_config["cooldown_fraction"] == 0.2}
+    reference = "WSD, 20% linear cooldown"
     table = advise.sweep_table(runs, reference=reference).set_index("schedule")
     assert table.loc[reference, "predicted/empirical"] == pytest.approx(1.0, rel=1e-12)
     assert (table["runs"] == 4).all() and len(table) == 6
-
-
-def test_cli_sweep_writes_plots(tmp_path, capsys):
-    main(["advise", "sweep", "--runs", WSD_RUNS, "--runs", str(PAPER / "cos-zero-124m_*.json"),
-          "--group-ignore", "final_fraction", "--max-loss", "4", "--out", str(tmp_path / "sweep")])
-    assert "CosinePaper" in capsys.readouterr().out
-    for suffix in (".png", ".pdf"):
-        assert (tmp_path / "sweep" / f"lr_sweep{suffix}").stat().st_size > 0
+    with pytest.raises(ValueError, match="not one of the schedules"):
+        advise.sweep_table(runs, reference="WSD, 30% linear cooldown")
