@@ -3,12 +3,20 @@
     python -m scripts.reproduce --list                 # every figure with its caption
     python -m scripts.reproduce --figure fig11 --small
 
-The figures live in theory_*.py by topic; this module only lists them:
+The figures live in theory_*.py by topic (theory_common.py: the paper's schedules as configs, plot
+helpers); this module only lists them, in figure order:
     theory_horizon.py    Figs. 1b, 2, 3, 13, 14, 20   cosine vs WSD over the horizon, no log factor
-Fig. 7 (the PEP lower bound against Omega_t) is not reproduced: it solves a semidefinite program
-(PEPit with an SDP solver), which the project does not depend on.
+    theory_cooldown.py   Figs. 4, 5, 6, 11, 15, 16    cooldown length and shape, G_t = t^alpha, LR transfer
+    theory_extension.py  Figs. 8, 9                   continued training (analysis.extend)
+    theory_compare.py    Figs. 17, 18, 19             convex toy problem, six schedules, cosine cycles
+Fig. 7 (a PEP lower bound against Omega_t, in the paper's code) is not reproduced: it solves a
+semidefinite program (PEPit with an SDP solver), which the project does not depend on.
 """
-from scripts.figures import theory_horizon
+import re
+
+from scripts.figures import theory_compare, theory_cooldown, theory_extension, theory_horizon
 from scripts.figures.common import FigureSpec
 
-FIGURES: list[FigureSpec] = [*theory_horizon.FIGURES]
+FIGURES: list[FigureSpec] = sorted(
+    [*theory_horizon.FIGURES, *theory_cooldown.FIGURES, *theory_extension.FIGURES, *theory_compare.FIGURES],
+    key=lambda spec: int(re.match(r"fig(\d+)", spec.name)[1]))

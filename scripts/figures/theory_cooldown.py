@@ -21,17 +21,17 @@ KIND_WORDS = {"refined": "bound", "standard": "standard bound"}
 FRACTION_CMAP = "viridis"
 
 
-def _fractions(T):
-    """The paper's grid: 10 fractions from one cooldown step (1/T) to the whole run (T/(T+1))."""
-    return np.linspace(1 / T, T / (T + 1), 10)
+def _fractions(T, small):
+    """The paper's grid: 10 fractions from one cooldown step (1/T) to the whole run (T/(T+1)); small: 4."""
+    return np.linspace(1 / T, T / (T + 1), 4 if small else 10)
 
 
-def _cooldown_data(kind):
+def _cooldown_data(kind, small):
     T = T_COOLDOWN
     out = {}
     for cooldown in COOLDOWN_KINDS:
         rows = []
-        for c in _fractions(T):
+        for c in _fractions(T, small):
             eta = shape(wsd(T, c, cooldown))
             best = tuned(eta, kind=kind)
             lr = best["gamma_star"] * eta
@@ -44,7 +44,7 @@ def _cooldown_data(kind):
 
 # ----- Figs. 4 and 15: optimal peak LR and final bound vs cooldown fraction -----
 def _vs_fraction(ctx, kind, name):
-    data = _cooldown_data(kind)
+    data = _cooldown_data(kind, ctx.small)
     words = KIND_WORDS[kind]
     fig, axes = figure(3, nrows=2, width=4.4, height=3.5)
     numbers = {"kind": kind, "T": T_COOLDOWN, "gamma": GAMMA_GRID, "cooldown": {}}
@@ -87,7 +87,7 @@ def fig15(ctx):
 
 # ----- Figs. 5 and 16: tuned schedules and bound curves for several cooldown fractions -----
 def _curves(ctx, kind, name):
-    data = _cooldown_data(kind)
+    data = _cooldown_data(kind, ctx.small)
     words = KIND_WORDS[kind]
     fig, axes = figure(2, nrows=2, width=5.0, height=3.5)
     numbers = {"kind": kind, "T": T_COOLDOWN, "cooldown": {}}

@@ -131,17 +131,6 @@ def fig14(ctx):
 
 
 # ----- Fig. 20: no log factor for WSD; the bound's 1/gamma and gamma parts -----
-def _split_curve(lr, steps):
-    """(term1, term2 + term3) of Omega_t at the horizons `steps` (the 1/gamma and the gamma part)."""
-    try:
-        terms = bound_curve(lr, horizons=steps, split=True)
-        return terms.term1, terms.term2 + terms.term3
-    except TypeError:   # an analysis.bound without split=: term 1 is D^2 / (2 sum_{s<=t} eta_s)
-        total = bound_curve(lr, horizons=steps)
-        term1 = 1.0 / (2.0 * np.cumsum(lr)[steps - 1])
-        return term1, total - term1
-
-
 def fig20(ctx):
     horizons = [500, 1000, 2000] if ctx.small else [500, 1000, 2000, 4000, 8000]
     T_split = horizons[-1] // 2
@@ -172,7 +161,8 @@ def fig20(ctx):
     eta = shape(wsd(T_split, 0.2))
     best = tuned(eta)
     steps = np.arange(1, T_split + 1)
-    term1, term23 = _split_curve(best["gamma_star"] * eta, steps)
+    terms = bound_curve(best["gamma_star"] * eta, horizons=steps, split=True)
+    term1, term23 = terms.term1, terms.term2 + terms.term3
     numbers["split"] = {"T": T_split, **best, "step": steps, "term1": term1, "term2_plus_term3": term23}
     ax_s.plot(steps, term1, color="k", label="term 1: $D^2/(2\\sum\\eta_s)$, the 1/$\\gamma$ part")
     ax_s.plot(steps, term23, color="tab:red", label="terms 2 + 3, the $\\gamma$ part")
