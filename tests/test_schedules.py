@@ -28,6 +28,7 @@ FACTORIES = {
     "wsd": (lambda: schedules.WSD(T, W, cooldown_fraction=0.3), True),
     "wsd_sqrt": (lambda: schedules.WSD(T, W, cooldown_fraction=0.2, cooldown_kind="1-sqrt", final_fraction=0.01), True),
     "wsd_cosine": (lambda: schedules.WSD(T, W, cooldown_fraction=0.5, cooldown_kind="cosine"), True),
+    "wsd_steps": (lambda: schedules.WSD(T, W, cooldown_fraction=None, cooldown_steps=37), True),
     "two_stage_wsd": (lambda: schedules.TwoStageWSD(T, W, drop_step=80, transition_steps=15, rho=0.4), True),
     "inverse_sqrt": (lambda: schedules.InverseSqrt(T, W, cooldown_fraction=0.2, cooldown_kind="1-sqrt"), True),
     "polynomial": (lambda: schedules.Polynomial(T, W, power=3.0, final_fraction=0.02), True),
@@ -123,6 +124,22 @@ def test_wsd_cooldown_starts_at_T_minus_floor_cT(kind, g):
         assert s(800 + k) == pytest.approx(f + (1 - f) * g(k / n), rel=1e-13)
     assert s(T_) == f
     assert np.all(np.diff(s(np.arange(800, T_ + 1))) < 0)  # strictly decreasing cooldown
+
+
+def test_cooldown_in_steps():
+    # WSD, TwoStageWSD and InverseSqrt: cooldown_steps = n is the cooldown of floor(c T) = n steps
+    for make in (lambda **c: schedules.WSD(1000, 10, final_fraction=0.05, **c),
+                 lambda **c: schedules.TwoStageWSD(1000, 10, drop_step=300, rho=0.4, final_fraction=0.05, **c),
+                 lambda **c: schedules.InverseSqrt(1000, 10, final_fraction=0.05, **c)):
+        by_steps, by_fraction = make(cooldown_fraction=None, cooldown_steps=290), make(cooldown_fraction=0.29)
+        np.testing.assert_array_equal(by_steps(np.arange(1003)), by_fraction(np.arange(1003)))
+        assert (by_steps.cooldown_start, by_steps.cooldown_length) == (710, 290) == (by_fraction.cooldown_start,
+                                                                                     by_fraction.cooldown_length)
+        rebuilt = eval("schedules." + repr(by_steps))   # the attributes are the arguments as given
+        assert rebuilt.cooldown_fraction is None and rebuilt.cooldown_steps == 290
+    s = schedules.WSD(1000, 10, cooldown_fraction=None, cooldown_steps=333, final_fraction=0.05)  # 333 != floor(c T)
+    assert s.cooldown_start == 667 and s(667) == 1.0 and s(1000) == 0.05
+    np.testing.assert_allclose(s(667 + np.arange(334)), 0.05 + 0.95 * (1 - np.arange(334) / 333), rtol=1e-14)
 
 
 def test_wsd_cooldown_length_is_robust_to_float_rounding():
@@ -291,6 +308,12 @@ def test_from_array_files_and_resampling(tmp_path):
     (lambda: schedules.WSD(100, cooldown_fraction=-0.1), r"cooldown_fraction=-0.1 is outside \[0, 1\]"),
     (lambda: schedules.WSD(100, 20, cooldown_fraction=0.9), r"inside the warmup.*cooldown_fraction <= 0.8"),
     (lambda: schedules.WSD(100, cooldown_kind="sqrt"), r"cooldown_kind='sqrt' is unknown; use one of linear, 1-sqrt"),
+    (lambda: schedules.WSD(100, cooldown_steps=20), r"exactly one of cooldown_fraction=0.2 .* and cooldown_steps=20"),
+    (lambda: schedules.TwoStageWSD(100, drop_step=5, cooldown_fraction=None), r"exactly one of cooldown_fraction=None"),
+    (lambda: schedules.InverseSqrt(100, cooldown_steps=5), r"exactly one of cooldown_fraction=0.0"),
+    (lambda: schedules.WSD(100, cooldown_fraction=None, cooldown_steps=101), r"cooldown_steps=101 exceeds total_steps"),
+    (lambda: schedules.WSD(100, 20, cooldown_fraction=None, cooldown_steps=90), r"inside the warmup.*cooldown_steps <= 80"),
+    (lambda: schedules.WSD(100, cooldown_fraction=None, cooldown_steps=2.5), r"cooldown_steps=2.5 is not an integer"),
     (lambda: schedules.Constant(10, 20), r"warmup_steps=20 exceeds total_steps=10"),
     (lambda: schedules.Constant(10, -1), r"warmup_steps=-1 is not an integer >= 0"),
     (lambda: schedules.Constant(0), r"total_steps=0 is not an integer >= 1"),
@@ -375,6 +398,14 @@ def test_wsd_config_keys():
             default.schedule.final_fraction) == (0.2, "linear", 0.0)
     s = instantiate(cfg.schedule)
     assert type(s) is schedules.WSD and s.cooldown_start == 50 and s(99) == pytest.approx(1 / 50)
+    for name in ("wsd", "wsd_sqrt", "two_stage_wsd", "inverse_sqrt"):     # the cooldown in steps instead
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            cfg = compose(config_name="config", overrides=[f"schedule={name}", "schedule.cooldown_steps=30",
+                                                           "trainer.max_steps=100", "trainer.warmup_steps=0"])
+        with pytest.raises(Exception, match="exactly one of cooldown_fraction"):   # the fraction not set to null
+            instantiate(cfg.schedule)
+        cfg.schedule.cooldown_fraction = None
+        assert instantiate(cfg.schedule).cooldown_start == 70
 
 
 def test_split_curves():
