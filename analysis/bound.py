@@ -107,6 +107,9 @@ def step_sizes(shape, gamma, final_lr=None, warmup_start_lr=None, warmup_steps=0
     the form f + (1 - f) g_t (WSD, cosine, linear, ... and the linear warmup ws + (1 - ws) t/W) then
     has eta_t = gamma g_t + f gamma (1 - g_t), so offset_t = final_lr (1 - shape_t) after the warmup
     and warmup_start_lr (1 - shape_t) on the first warmup_steps steps: exact, not an approximation.
+    Give warmup_steps whenever the schedule has a warmup, even with final_lr alone: its warmup steps
+    rise from warmup_start_lr (None: 0), not from final_lr. Not of that form, so not exact: the
+    cooldowns of TwoStageWSD and InverseSqrt (they start from rho or the 1/sqrt level, not the peak).
     """
     shape = _as_lr(shape, "shape")
     if shape.max() > 1.0 + 1e-12:
