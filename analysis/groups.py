@@ -45,7 +45,6 @@ import numpy as np
 from schedules.base import fraction_to_steps
 
 HORIZON_KEYS = ("total_steps",)
-WARMUP_KEYS = ("warmup_steps", "warmup_start")
 
 
 @dataclass
@@ -165,7 +164,7 @@ def _make_names_unique(groups: list[RunGroup]) -> None:
                 group.name += f", T = {_steps(group.total_steps)} steps"   # as describe(horizon=True) says it
     for clash in _clashes(groups):
         details = [", ".join(d for d in parts if d) for parts in
-                   zip(_differences([g.by for g in clash], _by_detail),
+                   zip(_differences([g.by for g in clash], "{}={}".format),
                        _differences([{**_defaults(g.config), **g.config} for g in clash], _detail))]
         for group, detail in zip(clash, details):
             group.name += f" ({detail})" if detail else ""
@@ -186,10 +185,6 @@ def _differences(dicts: list[dict], words) -> list[str]:
     keys = [k for k in dict.fromkeys(k for d in dicts for k in d) if k not in HORIZON_KEYS
             and len({json.dumps(d.get(k), sort_keys=True, default=str) for d in dicts}) > 1]
     return [", ".join(words(k, d.get(k)) for k in keys) for d in dicts]
-
-
-def _by_detail(key, value) -> str:
-    return f"{key}={value}"
 
 
 def _detail(key, value) -> str:
@@ -237,7 +232,17 @@ def _to_nonzero(final: float, ignore_below: float) -> str:
     return "" if final < ignore_below else f" to {_percent(final)}"
 
 
+def _cooldown_length(args: dict, total_steps: int) -> int:
+    """Steps in the cooldown, given (as the classes take it) as cooldown_steps or cooldown_fraction."""
+    if args.get("cooldown_steps") is not None:
+        return int(args["cooldown_steps"])
+    return fraction_to_steps(total_steps, float(args.get("cooldown_fraction") or 0.0))
+
+
 def _cooldown(args: dict) -> str:
+    """In the unit the config chose: "20% linear cooldown" or "2,000-step linear cooldown"."""
+    if args.get("cooldown_steps") is not None:
+        return f"{int(args['cooldown_steps']):,}-step {args['cooldown_kind']} cooldown"
     return f"{_percent(args['cooldown_fraction'])} {args['cooldown_kind']} cooldown"
 
 
@@ -251,7 +256,7 @@ def describe(config: dict, horizon: bool = False, warmup: bool = False, ignore_b
     kind = str(args["_target_"]).rsplit(".", 1)[-1]
     T = int(args["total_steps"])
     final = float(args.get("final_fraction") or 0.0)
-    has_cooldown = fraction_to_steps(T, float(args.get("cooldown_fraction") or 0.0)) > 0
+    has_cooldown = _cooldown_length(args, T) > 0
     if kind == "Constant" or (kind == "WSD" and not has_cooldown):
         text = "constant LR"
     elif kind == "WSD":
@@ -259,10 +264,8 @@ def describe(config: dict, horizon: bool = False, warmup: bool = False, ignore_b
     elif kind == "TwoStageWSD":
         if args.get("drop_step") is not None:
             where = f"from step {int(args['drop_step']):,}"
-        elif args.get("drop_fraction") is not None:
-            where = f"from {_percent(args['drop_fraction'])} of the run"
-        else:   # an invalid config (the class wants one of the two); say what is there
-            where = "without a drop point"
+        else:   # (a config with neither is invalid; the class says so when it is built)
+            where = f"from {_percent(args.get('drop_fraction') or 0)} of the run"
         over = f" over {int(args['transition_steps']):,} steps" if args.get("transition_steps") else ""
         text = f"two-stage WSD, rho {float(args['rho']):.3g} {where}{over}"
         if has_cooldown:
@@ -310,7 +313,7 @@ def describe(config: dict, horizon: bool = False, warmup: bool = False, ignore_b
         text = (f"from {str(source).replace(chr(92), '/').rsplit('/', 1)[-1]}" if isinstance(source, str)
                 else f"from an array of {len(source)} values")
     else:   # a schedule class outside schedules/: its name and arguments
-        rest = {k: v for k, v in config.items() if k not in ("_target_", *HORIZON_KEYS, *WARMUP_KEYS)}
+        rest = {k: v for k, v in config.items() if k not in ("_target_", "total_steps", "warmup_steps", "warmup_start")}
         text = kind + (f"({', '.join(f'{k}={v}' for k, v in rest.items())})" if rest else "")
     if warmup and kind != "OneCycle":   # OneCycle's ramp is part of its name
         steps = int(args.get("warmup_steps") or 0)

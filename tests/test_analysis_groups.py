@@ -138,6 +138,17 @@ def test_by_splits_one_shape_into_sweeps_per_model(paper_runs):
         group_runs(nested, by="model.depth")
 
 
+def test_fig1_glob_of_three_horizons_is_six_groups():
+    # Schaipp et al. Fig. 1a: 210M, WSD (20% cooldown) and cosine (to lr/10), each at T = 22,222 / 33,333 / 44,444.
+    runs = load_many([str(LOGS / "ann210-*.json"), str(LOGS / "cos-210m*.json")])
+    horizons = [int(re.search(r"_iter(\d+)_", Path(r.source).name).group(1)) for r in runs]
+    assert sorted(set(horizons)) == [22222, 33333, 44444]
+    result = group_runs(runs)
+    assert [(g.total_steps, g.name, len(g.runs)) for g in result] == [
+        (T, f"{name}, T = {T:,} steps", 1) for T in (22222, 33333, 44444)
+        for name in ("WSD, 20% linear cooldown", "cosine to 10%")]
+
+
 # ---------------------------------------------------------------------------------------------------
 # Tolerance semantics on synthetic configs.
 # ---------------------------------------------------------------------------------------------------
@@ -170,6 +181,13 @@ def test_neighbouring_sweep_points_stay_apart():
     assert not same_shape(wsd(c=0.2), wsd(c=0.21))
     assert same_shape(wsd(c=0.2), wsd(c=0.21), tolerance=10 / 210 + 1e-12)
     assert not same_shape(wsd(c=0.2), wsd(c=0.2, kind="1-sqrt"), tolerance=0.1)
+
+
+def test_a_cooldown_in_steps_is_the_same_shape_as_its_fraction():
+    by_steps = wsd(T=50000, c=None, cooldown_steps=2000, warmup_steps=300)
+    assert same_shape(wsd(T=50000, c=0.04, warmup_steps=300), by_steps, tolerance=0.0)
+    (group,) = group_runs([fake_run("steps", by_steps), fake_run("fraction", wsd(T=50000, c=0.04, warmup_steps=300))])
+    assert group.name == "WSD, 2,000-step linear cooldown" and len(group.runs) == 2
 
 
 def test_differences_below_the_floor_are_invisible():
@@ -243,6 +261,8 @@ PHRASES = [
     (wsd(T, 0.2, "1-sqrt"), "WSD, 20% 1-sqrt cooldown"),
     (wsd(T, 0.1, "cosine", final_fraction=0.1), "WSD, 10% cosine cooldown to 10%"),
     (wsd(T, 0.0, "1-sqrt"), "constant LR"),
+    (wsd(T, None, cooldown_steps=2000), "WSD, 2,000-step linear cooldown"),
+    (wsd(T, None, cooldown_steps=0), "constant LR"),
     ({"_target_": "schedules.Constant", "total_steps": T}, "constant LR"),
     ({"_target_": "schedules.Cosine", "total_steps": T}, "cosine to 0"),
     ({"_target_": "schedules.Cosine", "total_steps": T, "final_fraction": 0.005}, "cosine to 0"),
@@ -257,6 +277,8 @@ PHRASES = [
     ({"_target_": "schedules.InverseSqrt", "total_steps": T, "cooldown_fraction": 0.2},
      "1/sqrt(t), 20% linear cooldown"),
     ({"_target_": "schedules.InverseSqrt", "total_steps": T, "timescale": 1000}, "1/sqrt(t), timescale 1,000 steps"),
+    ({"_target_": "schedules.InverseSqrt", "total_steps": T, "cooldown_fraction": None, "cooldown_steps": 500,
+      "cooldown_kind": "1-sqrt"}, "1/sqrt(t), 500-step 1-sqrt cooldown"),
     ({"_target_": "schedules.REX", "total_steps": T}, "REX"),
     ({"_target_": "schedules.REX", "total_steps": T, "beta": 0.9, "update_every": 100},
      "REX (beta 0.9, updated every 100 steps)"),
