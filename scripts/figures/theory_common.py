@@ -112,11 +112,18 @@ def shades(cmap: str, n: int):
     return [colormaps[cmap](x) for x in np.linspace(0.45, 0.95, max(n, 1))] if n > 1 else [colormaps[cmap](0.8)]
 
 
+def value_shades(cmap: str, values, lo: float = 0.45, hi: float = 0.95):
+    """Shades of a sequential map placed by value (uneven values), matching `colorbar(..., values)`."""
+    v = np.asarray(values, dtype=float)
+    u = (v - v.min()) / (v.max() - v.min()) if v.max() > v.min() else np.ones_like(v)
+    return [colormaps[cmap](lo + (hi - lo) * x) for x in u]
+
+
 def finish(ax, xlabel: str, ylabel: str, title: str, legend: bool = True, **legend_kw):
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3, which="both" if ax.get_xscale() == "log" else "major")
+    ax.grid(alpha=0.3)
     if legend and ax.get_legend_handles_labels()[0]:
         ax.legend(**{"fontsize": 7, **legend_kw})
 

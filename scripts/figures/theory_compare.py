@@ -10,8 +10,8 @@ import numpy as np
 from analysis.bound import bound_curve
 from scripts.figures.common import FigureSpec
 from scripts.figures.theory_common import (GAMMA_GRID, colorbar, constant, cosine, curve, cyclic_cosine, figure,
-                                           finish, inverse_sqrt, linear, lr_sweep, schedule_color, shades, shape,
-                                           tuned, wsd)
+                                           finish, inverse_sqrt, linear, lr_sweep, schedule_color, shape,
+                                           tuned, value_shades, wsd)
 
 
 # ----- Fig. 17: max-abs regression min_x max_i |a_i^T x - b_i| -----
@@ -110,7 +110,7 @@ def fig19(ctx):
     gamma_1 = tuned(etas[1.0])["gamma_star"]        # the paper draws every cycle at the LR tuned for cycle 1
     numbers = {"T": T, "final_fraction": 0.1, "cycle": cycles, "gamma": GAMMA_GRID, "step": step,
                "gamma_cycle_1": gamma_1, "cycles": {}}
-    for c, color in zip(cycles, shades("viridis", len(cycles))):
+    for c, color in zip(cycles, value_shades("viridis", cycles)):
         eta = etas[c]
         best, sweep = tuned(eta), lr_sweep(eta)
         cv = curve(gamma_1 * eta)
@@ -124,7 +124,7 @@ def fig19(ctx):
     ax_s.set_yscale("log")
     ax_s.set_ylim(0.09, 0.9)
     finish(ax_s, "peak LR $\\gamma$", "final bound $\\Omega_T$",
-           f"Fig. 19a: cosine (final LR 0.1 x peak), T = {T}, final bound vs peak LR")
+           f"Fig. 19a: cosine to 0.1 x peak, T = {T}")
     finish(ax_lr, "step t", "LR $\\gamma\\eta_t$ ($\\gamma$ tuned for cycle 1)",
            "Fig. 19b: cycle lengths 1, 1.5, 2, 4, 5 x T")
     ax_b.set_ylim(0.08, 0.35)

@@ -11,7 +11,7 @@ from analysis.advise import build
 from analysis.bound import bound
 from scripts.figures.common import FigureSpec
 from scripts.figures.theory_common import (GAMMA_GRID, colorbar, cosine, curve, figure, finish, lr_sweep, shades,
-                                           shape, tuned, wsd)
+                                           shape, tuned, value_shades, wsd)
 
 T_COOLDOWN = 400
 COOLDOWN_KINDS = {"linear": "linear", "1-sqrt": "1-sqrt"}
@@ -51,7 +51,7 @@ def _vs_fraction(ctx, kind, name):
     for row, (cooldown, rows) in enumerate(data.items()):
         ax_s, ax_g, ax_o = axes[3 * row: 3 * row + 3]
         fractions = [r["fraction"] for r in rows]
-        for r, color in zip(rows, shades(FRACTION_CMAP, len(rows))):
+        for r, color in zip(rows, value_shades(FRACTION_CMAP, [r["fraction"] for r in rows])):
             ax_s.plot(r["sweep"]["gamma"], r["sweep"]["bound"], color=color, alpha=0.6)
             ax_s.plot([r["gamma_star"]], [r["omega_star"]], "o", color=color, mec="k", ms=5)
         colorbar(fig, ax_s, FRACTION_CMAP, fractions, "cooldown fraction c")
@@ -94,7 +94,7 @@ def _curves(ctx, kind, name):
     for row, (cooldown, rows) in enumerate(data.items()):
         ax_lr, ax_b = axes[2 * row: 2 * row + 2]
         step = np.arange(1, T_COOLDOWN + 1)
-        for r, color in zip(rows, shades(FRACTION_CMAP, len(rows))):
+        for r, color in zip(rows, value_shades(FRACTION_CMAP, [r["fraction"] for r in rows])):
             ax_lr.plot(step, r["lr"], color=color)
             ax_b.plot(r["curve"]["step"], r["curve"]["bound"], color=color)
         fractions = [r["fraction"] for r in rows]
