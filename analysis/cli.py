@@ -30,7 +30,7 @@ import pandas as pd
 from analysis import advise, plots
 from analysis.fit import G_MODELS, fit_bound
 from analysis.groups import describe, same_shape
-from analysis.report import curve_of, note, print_table, setup_of
+from analysis.report import curve_of, note, print_table, say, setup_of
 from analysis.runs import load_many
 
 
@@ -145,7 +145,7 @@ def _transfer_at(group, target_sweeps, args, horizons):
     members = group.runs
     sweep = advise.make_sweep(members, args.max_loss, args.max_extrapolation, name=group.name)
     source, T = sweep.config, sweep.config["total_steps"]
-    print(f"\n== horizon T = {T:,} steps: source {sweep.name} ({advise.schedule_label(source)}), "
+    say(f"\n== horizon T = {T:,} steps: source {sweep.name} ({advise.schedule_label(source)}), "
           f"{len(sweep.lrs)} of {len(members)} runs counted")
     _notes(sweep)
     lr, problem = None, None
@@ -162,7 +162,7 @@ def _transfer_at(group, target_sweeps, args, horizons):
     else:
         how = f"undetermined: {sweep.why()}"
         problem = f"T={T}: the source optimum is undetermined ({sweep.why()}); run next: {_run_next(source, sweep)}"
-    print(f"source LR: {lr:.4g} ({how})" if lr is not None else f"source LR: {how}")
+    say(f"source LR: {lr:.4g} ({how})" if lr is not None else f"source LR: {how}")
     targets = _targets(source, target_sweeps, args)
     if not targets:
         problem = problem or (f"T={T}: no target schedule; give --target NAME, --set KEY=V1,V2 or "
@@ -176,7 +176,7 @@ def _transfer_at(group, target_sweeps, args, horizons):
     table["status"] = [_status(s) if s is not None else "no runs" for s in found]
     table["next_lrs"] = [_lrs(s.next_lrs()) if s is not None else "" for s in found]
     table["predicted/measured"] = table["lr"] / table["measured_lr"]
-    print("lr_B = lr_A * gamma*_B / gamma*_A at the same horizon "
+    say("lr_B = lr_A * gamma*_B / gamma*_A at the same horizon "
           f"(D = {args.D:g}, G = {args.G:g}); first row: the source\n")
     print_table(table, ["schedule", "theory_gamma", "ratio", "lr", "measured_lr", "status", "next_lrs",
                         "predicted/measured"],
@@ -196,7 +196,7 @@ def _transfer_at(group, target_sweeps, args, horizons):
                                       title=_title("transfer: final loss vs peak LR", members, T))
         written += _overlay(sweep, args, _plot_name(args.out, "overlay", T, horizons),
                             _title(f"{sweep.name}: validation loss and fitted bound", members, T))
-        print("\nplots: " + ", ".join(str(p) for p in written))
+        print("\nplots:\n" + "\n".join(f"  {p}" for p in written))
     return table, problem
 
 
@@ -215,7 +215,7 @@ def cmd_transfer(args):
     target_sweeps = (advise.sweeps_of(_load(args.target_runs, "--target-runs"), args.max_loss,
                                       args.group_tolerance, args.max_extrapolation) if args.target_runs else [])
     if len(horizons) > 1:
-        print(f"the source runs have {len(horizons)} horizons {horizons}: transfer is done per horizon")
+        say(f"the source runs have {len(horizons)} horizons {horizons}: transfer is done per horizon")
     results = [_transfer_at(group, target_sweeps, args, horizons) for group in groups]
     problems = [problem for _, problem in results if problem]
     if problems:
@@ -238,9 +238,9 @@ def cmd_sweep(args):
         "pred/opt": table["predicted/empirical"], "next LRs": table["sweep"].map(lambda s: _lrs(s.next_lrs()))})
     print_table(shown, list(shown.columns), {"T": "{:,}", "optimum": "{:.3g}", "gamma*": "{:.3g}",
                                               "predicted": "{:.3g}", "pred/opt": "{:.2f}"})
-    print("runs: counted/all; optimum: of final loss = A/lr + B lr + C; gamma*: the theory's (D = G = 1)")
+    say("runs: counted/all; optimum: of final loss = A/lr + B lr + C; gamma*: the theory's (D = G = 1)")
     anchor = f"reference {args.reference}" if args.reference else "geometric mean over the bracketed optima"
-    print(f"predicted = gamma* x one constant per horizon ({anchor}); extrap. xF: F times beyond the swept "
+    say(f"predicted = gamma* x one constant per horizon ({anchor}); extrap. xF: F times beyond the swept "
           f"LRs (at most --max-extrapolation {args.max_extrapolation:g}); undetermined: no optimum, run next LRs")
     for sweep in table["sweep"]:
         _notes(sweep)
@@ -249,9 +249,11 @@ def cmd_sweep(args):
         sweep = row["sweep"]
         name = row["schedule"] + ("" if "T =" in row["schedule"] else f", T = {row['T']:,} steps")
         if np.isfinite(row["empirical_lr"]):
-            print(f"  {name} ({row['status_text']}):\n    {advise.hydra_overrides(row['config'], row['empirical_lr'])}")
+            say(f"  {name} ({row['status_text']}):")
+            print(f"    {advise.hydra_overrides(row['config'], row['empirical_lr'])}")
         elif sweep.next_lrs():
-            print(f"  {name}: undetermined ({sweep.why()}); run next:\n    {_run_next(row['config'], sweep)}")
+            say(f"  {name}: undetermined ({sweep.why()}); run next:")
+            print(f"    {_run_next(row['config'], sweep)}")
     if not args.no_plot:
         written, horizons = [], sorted(set(table["T"]))
         for T, rows in table.groupby("T"):
@@ -261,7 +263,7 @@ def cmd_sweep(args):
             if groups:
                 written += plots.plot_lr_sweep(groups, _plot_name(args.out, "lr_sweep", T, horizons),
                                                title=_title("final loss vs peak LR", runs, T))
-        print("\nplots: " + ", ".join(str(p) for p in written))
+        print("\nplots:\n" + "\n".join(f"  {p}" for p in written))
     if not np.isfinite(table["predicted_lr"]).any():
         raise SystemExit("cannot advise: no schedule has a determined optimum ("
                          + "; ".join(f"{r['schedule']}, T={r['T']}: {r['sweep'].why()}" for _, r in table.iterrows())

@@ -1,7 +1,7 @@
 """What the advisor prints: a run's validation curve for the fits, the setup of a set of runs in words,
 notes, and terminal tables that fit in 120 columns.
 
-    from analysis.report import curve_of, print_table, setup_of, note
+    from analysis.report import curve_of, note, print_table, say, setup_of
     print_table(table, ["schedule", "lr"], {"lr": "{:.4g}"})   # a rich table, long cells wrapped
 
 Used by analysis/cli.py and analysis/extend.py (`python -m analysis advise ...`).
@@ -50,9 +50,14 @@ def print_table(table: pd.DataFrame, columns, formats, title=None):
     console.print(shown)
 
 
+def say(text: str):
+    """Text on stdout, wrapped at spaces to MAX_WIDTH columns."""
+    Console(width=MAX_WIDTH, highlight=False).print(Text(text))
+
+
 def note(text: str):
     """A note about the data (a run skipped or left out, a fit not made), on stdout beside the tables."""
-    Console(width=MAX_WIDTH, highlight=False).print(Text(f"note: {text}"))
+    say(f"note: {text}")
 
 
 def setup_of(runs) -> str:
