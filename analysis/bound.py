@@ -177,10 +177,11 @@ def optimal_lr(shape, G=1.0, D=1.0, kind="refined", final_lr=None, warmup_start_
 # a sum of terms >= 0; adding term 2 = sum_{t<=n} e_t / (2 P_n), the E/P parts cancel and
 #     Omega_n = D^2 / (2 P_n) + 1/2 [ C_n + e_n / eta_n ],   C_n = sum_{t<n} e_t / (P_n - P_t).
 # The total uses the second form; split=True the first, so that term 3 is not a difference
-# (total - term1 - term2 loses all digits of term 3 where term 3 << term 2, e.g. where the last step
-# dwarfs the earlier ones). Both sums over t < n are causal Cauchy-kernel sums (weights e_t or
-# e_t P_t at positions P_t), evaluated for all n at once in analysis/_multipole.py, with P in
-# double-double so that P_n - P_t does not cancel where the schedule decays to ~0.
+# (total - term1 - term2 loses the digits of term 3 where term 3 is tiny next to term 1 or 2, e.g.
+# where the last step dwarfs the earlier ones: tests/test_analysis_bound.py has two such schedules).
+# Both sums over t < n are causal Cauchy-kernel sums (weights e_t or e_t P_t at positions P_t),
+# evaluated for all n at once in analysis/_multipole.py, with P in double-double so that P_n - P_t
+# does not cancel where the schedule decays to ~0.
 # ---------------------------------------------------------------------------------------------------
 def bound_curve(lr, G=1.0, D=1.0, kind="refined", horizons=None, split=False):
     """Omega_n of the schedule truncated at every horizon n = 1..T (or at `horizons` only, 1-based).
@@ -202,11 +203,12 @@ def bound_curve(lr, G=1.0, D=1.0, kind="refined", horizons=None, split=False):
     e = lr ** 2 * g2
     if kind == "standard":
         P = np.cumsum(lr)[i]
+        E = np.cumsum(e)[i]
         with np.errstate(divide="ignore", invalid="ignore"):
-            term1 = np.where(P > 0, D ** 2 / (2.0 * P), np.inf)
-            term2 = np.where(P > 0, np.cumsum(e)[i] / (2.0 * P), np.inf)
-        terms = BoundTerms(term1, term2, np.zeros(i.size))
-        return terms if split else terms.term1 + terms.term2
+            if not split:
+                return np.where(P > 0, (D ** 2 + E) / (2.0 * P), np.inf)
+            terms = (D ** 2 / (2.0 * P), E / (2.0 * P))
+        return BoundTerms(*(np.where(P > 0, t, np.inf) for t in terms), np.zeros(i.size))
     prefix = Prefix(lr)
     P = prefix.at(i)
     with np.errstate(divide="ignore", invalid="ignore"):

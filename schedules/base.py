@@ -152,8 +152,8 @@ def cooldown_span(total_steps: int, warmup_steps: int, cooldown_fraction, cooldo
     if start < warmup_steps:
         raise ValueError(
             f"{given} starts the cooldown at step {start}, inside the warmup of {warmup_steps} steps; use "
-            f"cooldown_fraction <= {1 - warmup_steps / total_steps:.4g} or cooldown_steps <= {total_steps - warmup_steps}"
-            " (or schedules.Linear for a decay over the whole run)")
+            f"cooldown_fraction <= {1 - warmup_steps / total_steps:.4g} or cooldown_steps <= "
+            f"{total_steps - warmup_steps} (or schedules.Linear for a decay over the whole run)")
     return start, n
 
 
