@@ -54,7 +54,9 @@ def fig17(ctx):
         # The bound with the observed subgradient norms as G_t and the true D: it must lie above f(x_t) - f*.
         omega = bound_curve(eta, G=g_norm, D=D)
         numbers["runs"][name] = {"lr": eta, "suboptimality": f, "grad_norm": g_norm, "bound": omega}
-        ax_f.plot(step, f, color=schedule_color(i), lw=1, label=name, zorder=3 - i)   # WSD on top of constant
+        # WSD equals the constant LR until its cooldown: the constant is drawn wide underneath.
+        ax_f.plot(step, f, color=schedule_color(i), lw=2.5 if name.startswith("constant") else 1, label=name,
+                  zorder=3 - i)
         ax_b.plot(step, f, color=schedule_color(i), lw=1, label=f"{name}: $f(x_t) - f^\\star$")
         ax_b.plot(step, omega, color=schedule_color(i), lw=2, ls="--", label=f"{name}: bound $\\Omega_t$")
     ax_f.set_ylim(-0.01, 0.1)

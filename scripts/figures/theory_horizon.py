@@ -115,7 +115,7 @@ def _gamma_star_fit(ctx, kind, name):
     ax_s.set_xscale("log")
     ax_s.set_yscale("log")
     top = max(d["omega_star"] for s in data.values() for d in s.values())
-    ax_s.set_ylim(0.7 * min(d["omega_star"] for s in data.values() for d in s.values()), 8 * top)
+    ax_s.set_ylim(0.45 * min(d["omega_star"] for s in data.values() for d in s.values()), 8 * top)
     finish(ax_s, "peak LR $\\gamma$", f"final {words} $\\Omega_T$",
            f"{name}a: final {words} vs peak LR (dots: $\\gamma^\\star$)", loc="lower right")
     finish(ax_g, "horizon T (steps)", "optimal peak LR $\\gamma^\\star$", f"{name}b: $\\gamma^\\star$ vs T, fit A $T^B$")
