@@ -122,9 +122,10 @@ def subsample(steps, *values, n: int = MAX_POINTS):
 
 
 def fit_start(horizon: int) -> int:
-    """First step fitted: 1000, or 10% of a shorter run (the first steps' fast drop, warmup
-    included, is outside what the bound describes)."""
-    return int(max(1, min(1000, horizon // 10)))
+    """First step fitted: 10% of the (longest) run. The first steps' fast drop, warmup included, is
+    outside what the bound describes; fitted from step 1000 instead, the joint fit of the 124M sweep
+    at one LR has R^2 0.92 instead of 0.98 (constant G_t), its misfit all in the early steps."""
+    return int(max(1, horizon // 10))
 
 
 def overlay(ax, entries, g_model: str):
