@@ -100,3 +100,39 @@ def test_sweep_table_anchored_at_a_reference():
     assert (table["runs"] == 4).all() and len(table) == 6
     with pytest.raises(ValueError, match="not one of the schedules"):
         advise.sweep_table(runs, reference="WSD, 30% linear cooldown")
+
+
+def test_divergence_rule_on_the_shipped_paper_logs():
+    """Of the shipped paper runs only cos-zero-124m at lr 5e-3 diverged (val loss 4.87 at best, 7.55 at
+    the end); the rule flags it and no other, and its LR caps the cosine sweep's optimum."""
+    runs = load_many(str(PAPER / "*.json"))
+    flagged = [(r.name.split("_")[0], r.peak_lr) for r in runs if advise.diverged_reason(r)]
+    assert flagged == [("cos-zero-124m", 5e-3)]
+    (cosine,) = [s for s in advise.sweeps_of(runs) if s.name == "cosine to 0"]
+    assert cosine.lrs == [1e-4, 5e-4, 1e-3, 2e-3] and cosine.ceiling == 5e-3
+    assert cosine.status == "undetermined" and cosine.next_lrs() == pytest.approx([2.71e-3, 3.68e-3], rel=1e-2)
+
+
+def test_sweep_rule_leaves_out_a_blow_up_at_a_larger_lr(tmp_path):
+    """A run whose own curve looks fine (one final value) but ends far above the best run, at a larger
+    LR, counts as diverged; a run as bad at a smaller LR is slow, not diverged, and stays."""
+    from tests.test_analysis_cli import parabola, write_run
+
+    for lr in (0.003, 0.01, 0.03, 0.1):
+        write_run(tmp_path / f"{lr:g}", lr, parabola(lr))
+    write_run(tmp_path / "small", 1e-4, 1.3 * parabola(0.03), curve=False)
+    write_run(tmp_path / "large", 1.0, 1.3 * parabola(0.03), curve=False)
+    sweep = advise.make_sweep(load_many(str(tmp_path / "*")))
+    assert 1e-4 in sweep.lrs and 1.0 not in sweep.lrs and sweep.ceiling == 1.0
+    (reason,) = [why for name, why in sweep.excluded]
+    assert reason.startswith("diverged: final loss") and "1.25x" in reason
+
+
+def test_paper_logs_group_into_their_real_sweeps():
+    sweeps = advise.sweeps_of(load_many(str(PAPER / "*.json")))
+    sizes = {(s.name, s.config["total_steps"]): len(s.runs) for s in sweeps}
+    assert sizes[("cosine to 0", 50000)] == 5
+    for fraction in (10, 40, 60, 80, 90):
+        assert sizes[(f"WSD, {fraction}% linear cooldown", 50000)] == 4
+    assert sizes[("WSD, 20% 1-sqrt cooldown", 50000)] == 4
+    assert sum(sizes.values()) == len(list(PAPER.glob("*.json")))

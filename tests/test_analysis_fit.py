@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from analysis.bound import bound_curve
-from analysis.fit import Curve, fit_bound, fit_lr_sweep, optimal_lr_from_sweep
+from analysis.fit import Curve, default_min_step, fit_bound, fit_lr_sweep, next_grid_lrs, optimal_lr_from_sweep
 from analysis.runs import load_many
 from schedules import WSD, Cosine
 
@@ -86,3 +86,43 @@ def test_paper_wsd_sweep():
     val = m.set_index("step")["val/loss"]
     pred = bound_fit.predict(run.lr(), [40000, 49800])
     assert pred[0] - pred[1] == pytest.approx(val[40000] - val[49800], abs=0.01)    # ~0.19
+
+
+def test_lr_sweep_status_and_next_lrs():
+    """Status of the optimum sqrt(A/B) against the swept LRs, with the closed-form optimum placed by hand."""
+    lrs = np.array([1e-3, 2e-3, 4e-3, 8e-3])
+    A, B, C = 2e-5, 5.0, 3.0                        # optimum sqrt(A/B) = 2e-3, inside
+    inside = fit_lr_sweep(lrs, A / lrs + B * lrs + C)
+    assert inside.status == "bracketed" and inside.next_lrs() == []
+    # Optimum 1.5x above the largest LR: extrapolated at the default factor 2, not at 1.4.
+    B_out = A / (1.5 * 8e-3) ** 2
+    losses = A / lrs + B_out * lrs + C
+    assert fit_lr_sweep(lrs, losses).status == "extrapolated"
+    assert fit_lr_sweep(lrs, losses).factor_outside == pytest.approx(1.5, rel=1e-6)
+    narrow = fit_lr_sweep(lrs, losses, max_extrapolation=1.4)
+    assert narrow.status == "undetermined" and narrow.open_side == "above"
+    assert narrow.next_lrs() == pytest.approx([1.6e-2, 3.2e-2])    # the grid's own factor 2
+    # Monotone (B = 0): no minimum at all; below the sweep (A = 0) the grid continues downwards.
+    monotone = fit_lr_sweep(lrs, A / lrs + C)
+    assert monotone.status == "undetermined" and monotone.next_lrs(3) == pytest.approx([1.6e-2, 3.2e-2, 6.4e-2])
+    rising = fit_lr_sweep(lrs, B * lrs + C)
+    assert rising.status == "undetermined" and rising.next_lrs() == pytest.approx([5e-4, 2.5e-4])
+    # An LR that diverged caps the optimum and the next points, which then split the gap in log.
+    capped = fit_lr_sweep(lrs, losses, ceiling=1.0e-2)
+    assert capped.status == "undetermined"
+    assert capped.next_lrs() == pytest.approx([8e-3 * 1.25 ** (1 / 3), 8e-3 * 1.25 ** (2 / 3)])
+    with pytest.raises(ValueError, match="max_extrapolation"):
+        fit_lr_sweep(lrs, losses, max_extrapolation=0.5)
+
+
+def test_next_grid_lrs_follows_the_median_spacing():
+    # The paper's grid {1e-4, 5e-4, 1e-3, 2e-3}: log-steps ln 5, ln 2, ln 2 -> median factor 2.
+    assert next_grid_lrs([1e-4, 5e-4, 1e-3, 2e-3], "above") == pytest.approx([4e-3, 8e-3])
+    assert next_grid_lrs([1e-3, 3e-3, 1e-2], "above") == pytest.approx([10 ** -1.5, 1e-1], rel=0.02)
+    assert next_grid_lrs([1e-3], "below", 1) == pytest.approx([5e-4])
+    with pytest.raises(ValueError, match="side"):
+        next_grid_lrs([1e-3], "left")
+
+
+def test_default_min_step():
+    assert default_min_step(50_000) == 1000 and default_min_step(400) == 40 and default_min_step(5) == 1

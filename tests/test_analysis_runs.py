@@ -187,3 +187,36 @@ def test_load_many_and_errors(tmp_path):
         load_many(str(tmp_path / "nothing-*"))
     with pytest.raises(ValueError, match="cannot read a run"):
         load(tmp_path)
+
+
+def test_failed_launches_are_skipped_with_the_reason(tmp_path):
+    sched = WSD(total_steps=100, warmup_steps=10, cooldown_fraction=0.2)
+    sweep = tmp_path / "multirun"
+    write_run(sweep / "0", SCHEDULE, [train_event(10, 4.0, sched), {"step": 100, "final/val_loss": 3.0}])
+    write_run(sweep / "1", SCHEDULE, [])                                   # metrics.jsonl left empty
+    (sweep / "2" / ".hydra").mkdir(parents=True)                           # died before writing config.yaml
+    (sweep / "3").mkdir()
+    (sweep / "3" / "config.yaml").write_text("schedule: {}\n")             # config but no metrics.jsonl
+    (sweep / "multirun.yaml").write_text("hydra: {}\n")
+    with pytest.warns(UserWarning) as caught:
+        runs = load_many(str(sweep / "*"))
+    assert [r.name for r in runs] == ["0"]
+    messages = sorted(str(w.message) for w in caught)
+    assert len(messages) == 3 and "multirun.yaml" not in " ".join(messages)
+    assert messages[0].endswith("/1: no metrics logged (a failed launch?)")
+    assert messages[1].endswith("/2: no metrics.jsonl (a failed launch?)")
+    assert messages[2].endswith("/3: no metrics.jsonl (a failed launch?)")
+    # The sweep folder itself (Hydra's multirun.yaml in it) stands for its job directories.
+    with pytest.warns(UserWarning):
+        assert [r.name for r in load_many(str(sweep))] == ["0"]
+
+
+def test_logged_non_finite_losses_are_kept_as_inf(tmp_path):
+    """train.py writes a non-finite loss as null (json reads NaN too): kept as +inf, while NaN stays
+    "not logged at this step"."""
+    sched = WSD(total_steps=100, warmup_steps=10, cooldown_fraction=0.2)
+    lines = [train_event(10, 4.0, sched), '{"step": 20, "train/loss": null, "lr": 0.003}',
+             '{"step": 30, "val/loss": NaN}']
+    m = load(write_run(tmp_path / "run", SCHEDULE, lines)).metrics.set_index("step")
+    assert m.loc[20, "train/loss"] == np.inf and m.loc[30, "val/loss"] == np.inf
+    assert np.isnan(m.loc[10, "val/loss"]) and np.isnan(m.loc[30, "train/loss"])
