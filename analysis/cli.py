@@ -81,6 +81,14 @@ def _run_next(config, sweep) -> str:
     return f"python train.py -m {advise.hydra_overrides(config, None)} optimizer.lr={_lrs(sweep.next_lrs())}"
 
 
+def _plotted(sweep) -> dict:
+    """What plots.plot_lr_sweep draws of a sweep."""
+    diverged = [r.peak_lr for r in sweep.runs if r.peak_lr and advise.diverged_reason(r)] + \
+        ([sweep.ceiling] if np.isfinite(sweep.ceiling) else [])
+    return {"lrs": sweep.lrs, "losses": sweep.losses, "fit": sweep.fit, "diverged_lrs": sorted(set(diverged)),
+            "next_lrs": sweep.next_lrs() if len(sweep.lrs) > 1 else []}
+
+
 def _plot_name(out, stem, T, horizons):
     return Path(out) / (stem if len(horizons) == 1 else f"{stem}_T{T}")
 
@@ -189,8 +197,8 @@ def _transfer_at(group, target_sweeps, args, horizons):
     else:
         print(f"\nno overrides: the source optimum is undetermined. Run next:\n  {_run_next(source, sweep)}")
     if not args.no_plot:
-        sweep_groups = [{"label": row["schedule"], "lrs": s.lrs if s else [], "losses": s.losses if s else [],
-                         "fit": s.fit if s else None, "predicted_lr": row["lr"] if lr is not None else None}
+        sweep_groups = [{**(_plotted(s) if s else {"lrs": [], "losses": []}), "label": row["schedule"],
+                         "predicted_lr": row["lr"] if lr is not None else None}
                         for (_, row), s in zip(table.iterrows(), found)]
         written = plots.plot_lr_sweep(sweep_groups, _plot_name(args.out, "lr_sweep", T, horizons),
                                       title=_title("transfer: final loss vs peak LR", members, T))
@@ -257,8 +265,8 @@ def cmd_sweep(args):
     if not args.no_plot:
         written, horizons = [], sorted(set(table["T"]))
         for T, rows in table.groupby("T"):
-            groups = [{"label": row["schedule"], "lrs": row["sweep"].lrs, "losses": row["sweep"].losses,
-                       "fit": row["sweep"].fit, "predicted_lr": row["predicted_lr"]} for _, row in rows.iterrows()]
+            groups = [{**_plotted(row["sweep"]), "label": row["schedule"], "predicted_lr": row["predicted_lr"]}
+                      for _, row in rows.iterrows()]
             groups = [g for g in groups if len(g["lrs"]) or np.isfinite(g["predicted_lr"])]
             if groups:
                 written += plots.plot_lr_sweep(groups, _plot_name(args.out, "lr_sweep", T, horizons),

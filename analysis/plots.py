@@ -85,8 +85,9 @@ _OPTIMUM_MARKERS = {"bracketed": dict(marker="*", ms=13, label="fitted optimum, 
                                          label="fitted optimum, extrapolated beyond the sweep")}
 
 
-def plot_lr_sweep(groups, path, title="final loss vs peak LR", max_factor=2.0) -> list[Path]:
-    """groups: [dict(label, lrs, losses, fit=LRFit|None, predicted_lr=float|None)], one colour each:
+def plot_lr_sweep(groups, path, title="final loss vs peak LR", max_factor=2.5) -> list[Path]:
+    """groups: [dict(label, lrs, losses, fit=LRFit|None, predicted_lr=float|None, diverged_lrs=(),
+    next_lrs=())], one colour each (diverged runs: crosses at the top; next LRs: triangles at the bottom):
     measured points, the fit A/lr + B lr + C (dotted where undetermined), its optimum (a star when
     bracketed, a triangle when extrapolated, none when undetermined) and the predicted LR (a dashed
     line, drawn also for a group without runs). The x-axis spans the data to within `max_factor`;
@@ -96,6 +97,7 @@ def plot_lr_sweep(groups, path, title="final loss vs peak LR", max_factor=2.0) -
     fig, ax = _axes()
     measured = [lr for g in groups for lr in g["lrs"]]
     wanted = measured + [g["predicted_lr"] for g in groups if g.get("predicted_lr")]
+    wanted += [lr for g in groups for lr in (*g.get("diverged_lrs", ()), *g.get("next_lrs", ()))]
     wanted += [g["fit"].optimal_lr for g in groups if g.get("fit") is not None and g["fit"].status != "undetermined"]
     if not wanted:
         raise ValueError("plot_lr_sweep: no LRs to draw (no measured runs and no predicted LR)")
@@ -117,6 +119,12 @@ def plot_lr_sweep(groups, path, title="final loss vs peak LR", max_factor=2.0) -
                 ax.plot([fit.optimal_lr], [fit.predict(fit.optimal_lr)], ls="none", color=color, **style)
                 statuses.add(status)
             label += f" ({status})"
+        for lr in group.get("diverged_lrs", ()):      # left out of the fit, drawn at the top edge
+            ax.plot([lr], [0.97], "x", ms=8, mew=2, color=color, transform=ax.get_xaxis_transform())
+            statuses.add("diverged")
+        for lr in group.get("next_lrs", ()):          # where the sweep should go next, at the bottom edge
+            ax.plot([lr], [0.03], "^", ms=7, color=color, alpha=0.6, transform=ax.get_xaxis_transform())
+            statuses.add("next")
         predicted = group.get("predicted_lr")
         if predicted:
             shown = min(max(predicted, low), high)
@@ -127,7 +135,12 @@ def plot_lr_sweep(groups, path, title="final loss vs peak LR", max_factor=2.0) -
                             ha="right" if predicted > high else "left")
         handles.append(Line2D([], [], color=color, marker="o" if len(group["lrs"]) else None,
                               ls="--" if predicted and not len(group["lrs"]) else "-", label=label))
-    handles += [Line2D([], [], color="gray", ls="none", **_OPTIMUM_MARKERS[s]) for s in sorted(statuses)]
+    handles += [Line2D([], [], color="gray", ls="none", **_OPTIMUM_MARKERS[s]) for s in sorted(statuses)
+                if s in _OPTIMUM_MARKERS]
+    if "diverged" in statuses:
+        handles.append(Line2D([], [], color="gray", ls="none", marker="x", mew=2, label="diverged run (left out)"))
+    if "next" in statuses:
+        handles.append(Line2D([], [], color="gray", ls="none", marker="^", alpha=0.6, label="LR to run next"))
     if any(g.get("predicted_lr") for g in groups):
         handles.append(Line2D([], [], color="gray", ls="--", label="predicted LR (theory)"))
     ax.set_xscale("log")
