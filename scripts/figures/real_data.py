@@ -148,6 +148,6 @@ FIGURES = [
                         "(needs continued-training logs)", fig10, needs_logs=True),
     FigureSpec("fig12", "final loss vs peak LR per cooldown fraction (124M, 50k steps): fitted optima vs the LR "
                         "transferred by the theory", fig12, needs_logs=True),
-    FigureSpec("fig21", "loss curves of the 124M cooldown sweep at each fraction's best LR, over one fitted bound",
+    FigureSpec("fig21", "loss curves of the 124M cooldown sweep at one peak LR (1e-3) over one bound fitted to all",
                fig21, needs_logs=True),
 ]

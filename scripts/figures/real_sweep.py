@@ -8,8 +8,9 @@ fig12  (main text, LR transfer across schedules) left: final validation loss vs 
        (analysis.fit.fit_lr_sweep) and its optimum; right: that fitted optimum against the LR the
        theory transfers from the reference schedule (WSD with 20% cooldown when present):
        gamma_ref * gamma*(schedule) / gamma*(ref) (analysis.advise.transfer_lr, closed-form gamma*).
-fig21  (appendix) the loss curve of each schedule's best run, over one bound fitted to all of them
-       (analysis.fit.fit_bound: shared C, M and G_t model).
+fig21  (appendix) the loss curve of each schedule at one peak LR (the one most schedules ran, 1e-3 in
+       the paper's grid), over one bound fitted to all of them (analysis.fit.fit_bound: shared C, M and
+       G_t model).
 The sweep: runs grouped by schedule shape (analysis.groups.group_runs) per model, keeping the schedules
 with final losses at >= 3 peak LRs; of the (model, horizon) pairs the one with the most such schedules.
 """
