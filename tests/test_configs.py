@@ -71,10 +71,28 @@ def test_logger_options(name, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("name", options("experiment"))
 def test_experiment_options(name):
+    """Top-level overlays (schaipp2025/ has its own tests in test_experiments.py)."""
     cfg = compose_config([f"experiment={name}"])
     schedule = instantiate(cfg.schedule)
     assert schedule.total_steps == cfg.trainer.max_steps and cfg.trainer.seq_len <= cfg.model.max_seq_len
-    assert cfg.trainer.batch_size * cfg.trainer.seq_len == 200 * 512  # the paper's global batch
+    if name.startswith("paper_"):
+        assert cfg.trainer.batch_size * cfg.trainer.seq_len == 200 * 512  # the paper's global batch
+        assert cfg.trainer.warmup_steps == 300  # absolute, whatever the horizon
+
+
+@pytest.mark.parametrize("max_steps", [1, 9, 10, 20, 45, 400, 2999, 3000, 3010, 50000])
+def test_default_warmup_is_a_tenth_of_the_horizon_capped_at_300(max_steps):
+    cfg = compose_config([f"trainer.max_steps={max_steps}"])
+    assert cfg.trainer.warmup_steps == min(max_steps // 10, 300)
+    schedule = instantiate(cfg.schedule)  # the default WSD-0.2 fits: its cooldown starts after the warmup
+    assert schedule.warmup_steps == cfg.trainer.warmup_steps and schedule.cooldown_start >= schedule.warmup_steps
+
+
+def test_default_run_keeps_its_warmup_of_40_steps():
+    """`python train.py` (400 steps) warms up for 40 steps, as before the warmup scaled with the horizon."""
+    cfg = compose_config()
+    assert (cfg.trainer.max_steps, cfg.trainer.warmup_steps) == (400, 40)
+    assert compose_config(["trainer.warmup_steps=7"]).trainer.warmup_steps == 7  # an integer fixes it
 
 
 def test_slurm_launcher_composes():

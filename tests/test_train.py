@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import shutil
 import subprocess
@@ -233,21 +232,36 @@ def test_full_disk_keeps_previous_checkpoint(reference_run, tmp_path, monkeypatc
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step_0000005"]
 
 
-def test_multirun_sweep_runs_one_directory_per_job(tmp_path):
-    overrides = [o for o in TINY if not o.startswith(("trainer.max_steps", "trainer.checkpoint_interval"))]
-    cmd = [sys.executable, "train.py", "-m", "optimizer.lr=1e-3,3e-3", "schedule=constant,wsd",
-           "trainer.max_steps=4", "trainer.checkpoint_interval=0", *overrides, f"hydra.sweep.dir={tmp_path}"]
-    env = {**os.environ, "HYDRA_FULL_ERROR": "1"}
-    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+def test_multirun_runs_one_directory_per_job_and_lists_the_failed_ones(tmp_path):
+    """A sweep with a bad value: the good jobs still run (one numbered dir each, with their own
+    config), the command fails, and the end of its output names each failed job with its overrides,
+    the first line of its error and its run dir (training/callbacks.py), also in jobs.jsonl.
+    The jobs are 20-step runs with the default warmup (10% of the horizon: 2 steps); before it scaled,
+    its fixed 40 steps made every run under 50 steps fail."""
+    overrides = [o for o in TINY if not o.startswith(("trainer.max_steps", "trainer.checkpoint_interval",
+                                                      "trainer.warmup_steps"))]
+    cmd = [sys.executable, "train.py", "-m", "optimizer.lr=1e-3,-1", "schedule=constant,wsd",
+           "trainer.max_steps=20", "trainer.checkpoint_interval=0", *overrides, f"hydra.sweep.dir={tmp_path}"]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 1, done.stderr[-3000:]
     jobs = sorted(p for p in tmp_path.iterdir() if p.is_dir() and (p / "metrics.jsonl").exists())
-    assert len(jobs) == 4
+    assert [p.name for p in jobs] == ["0", "1"]  # lr=1e-3 with both schedules; the lr=-1 jobs build nothing
     seen = set()
     for job in jobs:
         recorded = OmegaConf.load(job / "config.yaml")
         seen.add((recorded.optimizer.lr, recorded.schedule._target_))
-        assert read_metrics(job)[-1]["step"] == 4
-    assert len(seen) == 4
+        assert read_metrics(job)[-1]["step"] == 20 and recorded.trainer.warmup_steps == 2
+        lrs = [e["lr"] for e in read_metrics(job) if "lr" in e]
+        assert lrs[:3] == [0.0, 1e-3 / 2, 1e-3]   # linear warmup over 2 steps, then the peak
+    assert seen == {(1e-3, "schedules.Constant"), (1e-3, "schedules.WSD")}
+    summary = done.stderr[done.stderr.index("2 of 4 jobs failed"):]
+    error = "ValueError: optimizer.lr=-1 is the peak learning rate and must be > 0"
+    for num, schedule in ((2, "constant"), (3, "wsd")):
+        assert f"job {num}  optimizer.lr=-1 schedule={schedule}  {error}" in summary
+        assert f"run dir: {tmp_path / str(num)}" in summary
+    records = [json.loads(line) for line in (tmp_path / "jobs.jsonl").read_text().splitlines()]
+    assert [(r["num"], r["status"]) for r in sorted(records, key=lambda r: r["num"])] == [
+        (0, "completed"), (1, "completed"), (2, "failed"), (3, "failed")]
 
 
 def test_losses_match_the_golden_file(reference_run):
