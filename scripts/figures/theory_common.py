@@ -7,8 +7,8 @@ The paper's simulation convention (THEORY.md section 2): D = G = 1, no warmup, a
 steps evaluated at horizon T, a cooldown over n = floor(c (T + 1)) steps. The project's schedules
 (schedules/base.py) reach their final value at step T, just after the last update, which *is* "T + 1
 steps evaluated at T": Linear, Cosine and Constant give the paper's arrays as they are; for WSD the
-cooldown length is passed as the fraction n / T so that it has the paper's n steps (tested in
-tests/test_reproduce_theory.py against arrays built from the paper's definition).
+cooldown is given in steps (cooldown_steps = n, not floor(c T)) so that it has the paper's n steps
+(tested in tests/test_reproduce_theory.py against arrays built from the paper's definition).
 Colours: a qualitative map (tab10) for schedules; a sequential shade of the schedule's colour
 for an ordered parameter (horizon T, cooldown fraction, cycle length).
 """
@@ -31,8 +31,9 @@ CURVE_POINTS = 600      # horizons at which a long bound curve is evaluated and 
 # ----- the paper's schedules as configs (hydra.utils.instantiate builds them) -----
 def wsd(T: int, c: float, kind: str = "linear") -> dict:
     """WSD with a cooldown of n = floor(c (T + 1)) steps (at most T: c = 1 is a decay over the whole run)."""
-    n = min(max(fraction_to_steps(T + 1, c), 0), T)
-    return {"_target_": "schedules.WSD", "total_steps": T, "cooldown_fraction": n / T, "cooldown_kind": kind}
+    n = min(fraction_to_steps(T + 1, c), T)
+    return {"_target_": "schedules.WSD", "total_steps": T, "cooldown_fraction": None, "cooldown_steps": n,
+            "cooldown_kind": kind}
 
 
 def cosine(T: int, final: float = 0.0) -> dict:
