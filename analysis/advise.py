@@ -260,7 +260,8 @@ class Sweep:
         if not (fit.A > 0 and fit.B > 0):
             return edge + f"the fit has no minimum (A = {fit.A:.3g}, B = {fit.B:.3g})"
         if fit.optimal_lr >= self.ceiling:
-            return edge + f"the fitted optimum {fit.optimal_lr:.3g} is at or above an LR that diverged ({self.ceiling:g})"
+            return edge + (f"the fitted optimum {fit.optimal_lr:.3g} is at or above an LR that diverged "
+                           f"({self.ceiling:g})")
         return edge + (f"the fitted optimum {fit.optimal_lr:.3g} lies {fit.factor_outside:.1f}x outside the swept "
                        f"LRs (more than --max-extrapolation {fit.max_extrapolation:g})")
 
@@ -300,7 +301,8 @@ def make_sweep(runs, max_loss=None, max_extrapolation=2.0, name=None) -> Sweep:
     ceiling = min([r.peak_lr for r in diverged if r.peak_lr is not None and r.peak_lr > top], default=np.inf)
     fit = fit_lr_sweep(lrs, losses, max_extrapolation, ceiling) if len(set(lrs)) >= 3 else None
     config = runs[0].schedule_config
-    return Sweep(name=name or describe(config), config=config, runs=list(runs), lrs=lrs, losses=losses, excluded=excluded, ceiling=ceiling, fit=fit)
+    return Sweep(name=name or describe(config), config=config, runs=list(runs), lrs=lrs, losses=losses,
+                 excluded=excluded, ceiling=ceiling, fit=fit)
 
 
 def sweeps_of(runs, max_loss=None, tolerance=0.01, max_extrapolation=2.0) -> list[Sweep]:
