@@ -9,8 +9,7 @@ helpers); this module only lists them, in figure order:
     theory_cooldown.py   Figs. 4, 5, 6, 11, 15, 16    cooldown length and shape, G_t = t^alpha, LR transfer
     theory_extension.py  Figs. 8, 9                   continued training (analysis.extend)
     theory_compare.py    Figs. 17, 18, 19             convex toy problem, six schedules, cosine cycles
-Fig. 7 (a PEP lower bound against Omega_t, in the paper's code) is not reproduced: it solves a
-semidefinite program (PEPit with an SDP solver), which the project does not depend on.
+Fig. 7 is not reproduced (NOT_REPRODUCED says why, for --list).
 """
 import re
 
@@ -20,3 +19,11 @@ from scripts.figures.common import FigureSpec
 FIGURES: list[FigureSpec] = sorted(
     [*theory_horizon.FIGURES, *theory_cooldown.FIGURES, *theory_extension.FIGURES, *theory_compare.FIGURES],
     key=lambda spec: int(re.match(r"fig(\d+)", spec.name)[1]))
+
+# Theory figures left out, with the reason (for `--list`). Fig. 7 of the paper's code
+# (scripts/lower_bound.py of fabian-sp/lr-scheduling) needs no GPU, but solves a semidefinite program
+# per horizon through PEPit and an SDP solver (MOSEK, or cvxpy), none of which the project depends on.
+NOT_REPRODUCED = {
+    "fig7": "WSD-0.2 at T = 60: Omega_t against the PEP lower bound (worst case over convex G-Lipschitz "
+            "functions); not reproduced: needs PEPit and an SDP solver, not project dependencies",
+}
