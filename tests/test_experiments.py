@@ -1,7 +1,8 @@
 """The paper's GPU runs as configs (configs/experiment/schaipp2025/) and their job listing
 (scripts/paper_runs.py): every listed job composes and builds its schedule, the sweeps are the
-paper's grid (DESIGN.md), branches start where the schedules say and continue their parents
-exactly, the advised rho keeps the bound's optimal LR, and the GPU-hours arithmetic is right.
+paper's grid (the LRs and cooldown fractions of its 124M sweep), branches start where the schedules
+say and continue their parents exactly, the advised rho keeps the bound's optimal LR, and the
+GPU-hours arithmetic is right.
 
     python -m pytest -q tests/test_experiments.py
 """
@@ -19,7 +20,7 @@ from analysis.bound import optimal_lr
 from scripts import paper_runs
 from tests.conftest import compose_config
 
-TOKENS_PER_STEP = 200 * 512   # DESIGN.md: the paper's global batch, 102,400 tokens per step
+TOKENS_PER_STEP = 200 * 512   # the paper's global batch (200 sequences of 512), 102,400 tokens per step
 PAPER_LRS = [1e-4, 5e-4, 1e-3, 2e-3, 3e-3]
 FRACTIONS = [0.1, 0.2, 0.4, 0.6, 0.8, 0.9]
 
@@ -99,8 +100,8 @@ def pd_isna(value) -> bool:
 
 @pytest.mark.parametrize("name, horizon", [("124m_continue_rho_100k", 100000), ("124m_continue_rho_200k", 200000)])
 def test_continued_training_rho_keeps_the_optimal_lr(jobs, name, horizon):
-    """THEORY.md 2 (i): rho makes gamma* of the whole two-stage schedule equal gamma* of the WSD-0.2 run
-    at 50k (within 1%), which the same-LR continuation does not do."""
+    """docs/theory.md section 3: rho makes gamma* of the whole two-stage schedule equal gamma* of the
+    WSD-0.2 run at 50k (within 1%), which the same-LR continuation does not do."""
     (job,) = [j for _, j in rows(jobs, name).iterrows()]
     base = instantiate(compose_config(["experiment=paper_124m", "trainer.max_steps=50000"]).schedule)
     gamma_base = optimal_lr(base.multipliers())[0]
