@@ -2,9 +2,6 @@
 
     # transfer: the tuned LR of one schedule -> the LR of others at the same horizon
     python -m analysis advise transfer --runs 'sweep/wsd02_*' --set cooldown_fraction=0.1,0.4 --target linear
-    python -m analysis advise transfer \\
-        --runs 'tests/data/paper_logs/ann124-0.2_*decay_linear_0.2_iter50000*.json' \\
-        --target-runs 'tests/data/paper_logs/ann124-*_decay_linear_*iter50000*.json' --target linear
     # extension: continue a finished run to a longer horizon
     python -m analysis advise extend --run outputs/runs/<run> --steps 100000
     # sweep: empirical optimum per schedule and horizon vs the theory's prediction
@@ -28,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import advise, plots
+from analysis.extend import cmd_extend
 from analysis.fit import G_MODELS, fit_bound
 from analysis.groups import describe, same_shape
 from analysis.report import curve_of, note, print_table, say, setup_of
@@ -208,12 +206,6 @@ def _transfer_at(group, target_sweeps, args, horizons):
     return table, problem
 
 
-def _extend(args):
-    from analysis.extend import cmd_extend   # analysis/extend.py owns `advise extend`
-
-    return cmd_extend(args)
-
-
 def cmd_transfer(args):
     groups = advise.sweep_groups(_load(args.runs), args.group_tolerance)
     horizons = sorted({g.total_steps for g in groups})
@@ -305,6 +297,9 @@ def build_parser():
                             "(of the peak LR) at every step, above a floor of 1%% (analysis.groups; default 0.01)")
         p.add_argument("--max-loss", type=float, default=None,
                        help="also leave out runs with a larger final loss (diverged runs are left out anyway)")
+        extrapolation(p)
+
+    def extrapolation(p):
         p.add_argument("--max-extrapolation", type=float, default=2.0, metavar="FACTOR",
                        help="trust a fitted optimum at most this factor beyond the swept LRs (default 2)")
 
@@ -328,10 +323,14 @@ def build_parser():
     p = modes.add_parser("extend", help="continue a run to a longer horizon")
     p.add_argument("--run", required=True, help="the run (directory, wandb run or paper log)")
     p.add_argument("--steps", type=int, required=True, help="the new horizon T2")
-    p.add_argument("--lr", type=float, default=None, help="the run's tuned peak LR (default: its peak LR)")
+    p.add_argument("--lr", type=float, default=None, help="the run's tuned peak LR (default: fitted to "
+                   "--sweep, else the run's peak LR)")
+    p.add_argument("--sweep", action="append", default=[], metavar="GLOB",
+                   help="glob (quoted) of the run's LR sweep at T1: the tuned LR is its fitted optimum; repeatable")
+    extrapolation(p)
     common(p, "extend")
     curve_fits(p)
-    p.set_defaults(func=_extend)
+    p.set_defaults(func=cmd_extend)   # analysis/extend.py owns `advise extend`
 
     p = modes.add_parser("sweep", help="empirical optimal LR per schedule vs the theory")
     p.add_argument("--runs", required=True, action="append", help="glob (quoted) of the sweep's runs; repeatable")
