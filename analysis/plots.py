@@ -36,12 +36,12 @@ def _axes():
     return fig, fig.add_subplot()
 
 
-def _finish(fig, ax, title, path, grid_which="major", handles=None) -> list[Path]:
-    """Title, grid and legend as every analysis plot has them, then save_figure."""
+def _finish(fig, ax, title, path=None, grid_which="major", handles=None):
+    """Title, grid and legend as every analysis plot has them, then save_figure (path None: the figure)."""
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3, which=grid_which)
     ax.legend(handles=handles, fontsize=7)
-    return save_figure(fig, path)
+    return fig if path is None else save_figure(fig, path)
 
 
 def _colors(n):
@@ -52,9 +52,10 @@ def _colors(n):
     return [cmap(i % cmap.N) for i in range(max(n, 1))]
 
 
-def plot_overlay(pairs, path, title="measured loss vs fitted bound", ylim=None, xlabel="step") -> list[Path]:
+def plot_overlay(pairs, path, title="measured loss vs fitted bound", ylim=None, xlabel="step"):
     """pairs: [(Curve, BoundFit)]: each measured curve as a solid coloured line, the fitted bound
-    C + M * Omega_t over it as a dashed black line (from the first fitted step to the run's end)."""
+    C + M * Omega_t over it as a dashed black line (from the first fitted step to the run's end).
+    Returns the written paths; path=None returns the Figure instead (tests look at its lines)."""
     from matplotlib.lines import Line2D
 
     fig, ax = _axes()
@@ -85,13 +86,14 @@ _OPTIMUM_MARKERS = {"bracketed": dict(marker="*", ms=13, label="fitted optimum, 
                                          label="fitted optimum, extrapolated beyond the sweep")}
 
 
-def plot_lr_sweep(groups, path, title="final loss vs peak LR", max_factor=2.5) -> list[Path]:
+def plot_lr_sweep(groups, path, title="final loss vs peak LR", max_factor=2.5):
     """groups: [dict(label, lrs, losses, fit=LRFit|None, predicted_lr=float|None, diverged_lrs=(),
     next_lrs=())], one colour each (diverged runs: crosses at the top; next LRs: triangles at the bottom):
     measured points, the fit A/lr + B lr + C (dotted where undetermined), its optimum (a star when
     bracketed, a triangle when extrapolated, none when undetermined) and the predicted LR (a dashed
     line, drawn also for a group without runs). The x-axis spans the data to within `max_factor`;
-    a predicted LR further out is an arrow at the edge, labelled with its value."""
+    a predicted LR further out is an arrow at the edge, labelled with its value. Returns the written
+    paths (path=None: the Figure)."""
     from matplotlib.lines import Line2D
 
     fig, ax = _axes()

@@ -184,3 +184,47 @@ def test_no_target_is_an_error(tmp_path, capsys):
         write_run(tmp_path / "sweep" / f"{lr:g}", lr, parabola(lr))
     code, out = run(["advise", "transfer", "--runs", str(tmp_path / "sweep" / "*"), "--no-plot"], capsys)
     assert code != 0 and "no target schedule" in code and "--target" in code
+
+
+def test_overlay_draws_the_bound_dashed_black_over_solid_measured_lines():
+    from analysis.fit import Curve, fit_bound
+    from analysis.plots import plot_overlay
+
+    shape = advise.shape_of(wsd(200))
+    steps = np.arange(20, 201, 20)
+    pairs = []
+    for peak in (0.01, 0.03):
+        curve = Curve(steps, 3.0 + 3.0 / np.sqrt(steps) + peak, peak * shape, label=f"lr={peak:g}")
+        pairs.append((curve, fit_bound(curve, min_step=None)))
+    fig = plot_overlay(pairs, None, title="t")
+    ax = fig.axes[0]
+    measured = [line for line in ax.lines if line.get_linestyle() == "-"]
+    bound = [line for line in ax.lines if line.get_linestyle() == "--"]
+    assert len(measured) == 2 and len(bound) == 2
+    assert measured[0].get_color() != measured[1].get_color()
+    assert all(line.get_color() == "black" and line.get_zorder() > measured[0].get_zorder() for line in bound)
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "measured validation loss" in labels and any(t.startswith("fitted bound") for t in labels)
+    assert "nats" in ax.get_ylabel() and ax.get_xlabel() == "step"
+
+
+def test_lr_sweep_marks_each_status_and_draws_a_target_without_runs():
+    from analysis.fit import fit_lr_sweep
+    from analysis.plots import plot_lr_sweep
+
+    lrs = np.array([1e-3, 2e-3, 4e-3, 8e-3])
+    bracketed = fit_lr_sweep(lrs, parabola(lrs, A=2e-5, B=5.0))                    # optimum 2e-3
+    extrapolated = fit_lr_sweep(lrs, parabola(lrs, A=2e-5, B=2e-5 / 0.012 ** 2))  # 1.5x above 8e-3
+    groups = [{"label": "WSD", "lrs": lrs, "losses": bracketed.losses, "fit": bracketed, "predicted_lr": 2.1e-3},
+              {"label": "cosine", "lrs": lrs, "losses": extrapolated.losses, "fit": extrapolated},
+              {"label": "linear decay", "lrs": [], "losses": [], "predicted_lr": 3e-3},        # no runs of it
+              {"label": "far", "lrs": [], "losses": [], "predicted_lr": 1.0}]                  # beyond the axis
+    ax = plot_lr_sweep(groups, None).axes[0]
+    markers = [line.get_marker() for line in ax.lines]
+    assert markers.count("*") == 1 and markers.count("^") == 1
+    vertical = {line.get_xdata()[0] for line in ax.lines if line.get_linestyle() == "--"}
+    assert 3e-3 in vertical and 2.1e-3 in vertical
+    low, high = ax.get_xlim()
+    assert low >= 1e-3 / 2.5 and high <= 8e-3 * 2.5 and high in vertical       # 1.0 is an arrow at the edge
+    colors = [line.get_color() for line in ax.lines if line.get_marker() == "o"]
+    assert len(set(colors)) == 2                                                    # one colour per schedule
