@@ -1,8 +1,12 @@
-"""Analysis of runs with the convex-optimization bound (THEORY.md sections 1-3).
+"""Analysis of runs with the convex-optimization bound (docs/theory.md; THEORY.md sections 1-3).
 
     bound.py   the last-iterate bound: one horizon, every horizon (fast), closed-form optimal LR
     runs.py    run readers: run directories, wandb (online/offline), the paper's JSON logs
-    fit.py     loss curves ~ C + M * bound; final loss vs peak LR -> empirical optimal LR
-    advise.py  LR transfer across schedules, extension to a longer horizon, sweep vs theory
-    plots.py   PNG/PDF figures;  cli.py: `python -m analysis advise {transfer,extend,sweep} ...`
+    groups.py  runs -> LR sweeps by schedule shape (and model, data), schedules named in words
+    fit.py     loss curves ~ C + M * bound; final loss vs peak LR -> optimal LR and its status
+               (bracketed / extrapolated / undetermined) with the LRs to run next
+    advise.py  sweeps (diverged runs left out), LR transfer across schedules, sweep vs theory
+    extend.py  extension of a finished run to a longer horizon (`advise extend`)
+    plots.py   PNG/PDF figures;  report.py: tables and notes;  cli.py: `python -m analysis advise ...`
+Usage: python -m analysis advise {transfer,extend,sweep} --help
 """
