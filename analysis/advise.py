@@ -240,8 +240,8 @@ class Sweep:
         """LRs to run next: the fit's open side, or around the runs when there are too few to fit."""
         if self.fit is not None:
             return self.fit.next_lrs(n)
-        if not self.lrs:
-            return []
+        if not self.lrs:     # nothing counted: below the smallest LR that diverged, if any
+            return next_grid_lrs([self.ceiling], "below", n) if np.isfinite(self.ceiling) else []
         if len(set(self.lrs)) == 1:     # one LR: one step of a factor-2 grid on each side
             return next_grid_lrs(self.lrs, "below", 1) + next_grid_lrs(self.lrs, "above", 1, self.ceiling)
         side = "above" if self.losses[-1] <= self.losses[0] else "below"

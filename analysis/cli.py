@@ -198,8 +198,9 @@ def _transfer_at(group, target_sweeps, args, horizons):
         sweep_groups = [{**(_plotted(s) if s else {"lrs": [], "losses": []}), "label": row["schedule"],
                          "predicted_lr": row["lr"] if lr is not None else None}
                         for (_, row), s in zip(table.iterrows(), found)]
-        written = plots.plot_lr_sweep(sweep_groups, _plot_name(args.out, "lr_sweep", T, horizons),
-                                      title=_title("transfer: final loss vs peak LR", members, T))
+        drawn = [g for g in sweep_groups if len(g["lrs"]) or g["predicted_lr"]]
+        written = plots.plot_lr_sweep(drawn, _plot_name(args.out, "lr_sweep", T, horizons),
+                                      title=_title("transfer: final loss vs peak LR", members, T)) if drawn else []
         written += _overlay(sweep, args, _plot_name(args.out, "overlay", T, horizons),
                             _title(f"{sweep.name}: validation loss and fitted bound", members, T))
         print("\nplots:\n" + "\n".join(f"  {p}" for p in written))

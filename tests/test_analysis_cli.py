@@ -228,3 +228,13 @@ def test_lr_sweep_marks_each_status_and_draws_a_target_without_runs():
     assert low >= 1e-3 / 2.5 and high <= 8e-3 * 2.5 and high in vertical       # 1.0 is an arrow at the edge
     colors = [line.get_color() for line in ax.lines if line.get_marker() == "o"]
     assert len(set(colors)) == 2                                                    # one colour per schedule
+
+
+def test_a_sweep_that_diverged_everywhere(tmp_path, capsys):
+    for lr in (0.1, 0.3):
+        write_run(tmp_path / f"{lr:g}", lr, 3.0, events=[{"step": 201, "train/loss": None}])
+    code, out = run(["advise", "transfer", "--runs", str(tmp_path / "*"), "--target", "linear",
+                     "--out", str(tmp_path / "out")], capsys)
+    assert code != 0 and "0 of 2 runs counted" in out and out.count("non-finite train/loss") == 2
+    assert not any(OVERRIDE.search(line) for line in out.splitlines())
+    assert "optimizer.lr=0.05,0.025" in out          # below the smallest LR that diverged
