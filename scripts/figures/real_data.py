@@ -15,6 +15,7 @@ Runs are read by analysis.runs, grouped with analysis.groups and named with anal
 from __future__ import annotations
 
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from analysis.groups import describe
 from scripts.figures.common import FigureSpec
@@ -31,6 +32,7 @@ EXTENSION_LOGS = ("the paper's continued-training logs (fabian-sp/lr-scheduling,
 # The G_t model of the joint bound fits here: a constant G. On Fig. 1a's six 210M curves exp_power
 # (analysis.fit) reached the same R^2 (0.968) in 30-70 s instead of 1 s.
 G_MODEL = "constant"
+MAX_SCHEDULES = 3     # Fig. 1a: schedules drawn at most (the paper draws 2)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -59,28 +61,34 @@ def fig1a(ctx):
         raise ValueError(f"fig1a needs runs of one schedule at >= 2 horizons (trainer.max_steps), e.g. "
                          f"`python train.py -m trainer.max_steps=2000,3000,4000 schedule=wsd,cosine`; "
                          f"{ctx.logs} has only: {seen[:8]}")
-    # The model with the most runs at several horizons (a logs folder may hold several models).
+    # The model with the most runs at several horizons (a logs folder may hold several models), and of
+    # its schedules the MAX_SCHEDULES logged at the most horizons (more would make the figure unreadable).
     model, families = max(candidates.items(), key=lambda kv: sum(len(h) for h in kv[1].values()))
+    shown = sorted(families, key=lambda name: -len(families[name]))[:MAX_SCHEDULES]
+    not_shown = [name for name in families if name not in shown]
+    families = {name: families[name] for name in families if name in shown}
     fig = Figure(figsize=(7.5, 4.6))
     ax = fig.add_subplot()
-    entries = []
+    entries, legend = [], []
     for (name, horizons), color in zip(families.items(), category_colors(len(families))):
         for i, (T, run) in enumerate(horizons.items()):
-            # shorter horizons lighter: the legend then reads as one colour per schedule
+            # shorter horizons lighter: one colour per schedule, one legend entry for all its horizons
             tone = shade(color, -0.55 * (len(horizons) - 1 - i) / max(len(horizons) - 1, 1))
             entries.append((run, tone, f"{name}, lr {run.peak_lr:g}, T = {steps_label(T)}"))
+        lrs = "/".join(f"{lr:g}" for lr in dict.fromkeys(r.peak_lr for r in horizons.values()))
+        legend.append(Line2D([], [], color=color, lw=1.8,
+                             label=f"{name}, lr {lrs}, T = {', '.join(steps_label(T) for T in horizons)}"))
     fit, records = overlay(ax, entries, G_MODEL)
     loss_ylim(ax, records)
     ax.set_xlabel("step")
     ax.set_ylabel("validation loss (nats)")
-    ax.set_title(f"{model}: validation loss at {len(records) // len(families)} horizons, "
-                 f"bound fitted jointly (R$^2$ {fit.r2:.3f})", fontsize=9)
+    ax.set_title(f"{model}: validation loss at several horizons (lighter: shorter), "
+                 f"one bound fitted to all (R$^2$ {fit.r2:.3f})", fontsize=9)
     ax.grid(alpha=0.3)
-    handles, _ = ax.get_legend_handles_labels()
-    ax.legend(handles=handles + style_handles(), fontsize=7, loc="upper right")
+    ax.legend(handles=legend + style_handles(), fontsize=7, loc="upper right")
     finals = {name: {str(T): final_loss(run) for T, run in horizons.items()} for name, horizons in families.items()}
     return fig, {"model": model, "curves": records, "fit": fit_numbers(fit, fit_start(max(r["total_steps"] for r in records))),
-                 "final_val_loss": finals}
+                 "final_val_loss": finals, "not_shown": not_shown}
 
 
 # ---------------------------------------------------------------------------------------------------
