@@ -1,0 +1,171 @@
+"""The whole loop on a laptop: train an LR grid on CPU, let the advisor transfer the WSD optimum to
+linear decay, and compare the prediction with the measured optimum.
+
+    python -m scripts.transfer_demo                     # the full demo (about 20 min on 2 busy cores)
+    python -m scripts.transfer_demo --out outputs/td    # elsewhere; rerunning resumes (finished runs are reused)
+    python -m scripts.transfer_demo --smoke             # 3 LRs of a micro model, seconds (what the tests run)
+
+What it does, all under --out (default outputs/transfer_demo/):
+1. The grid (configs/experiment/transfer_demo.yaml + one schedule and peak LR per run), per LR:
+   a constant-LR run with a checkpoint at T - floor(0.2 T); a WSD run with a linear 20% cooldown
+   branched from that checkpoint (trainer.init_from: exact, since WSD's stable part *is* the constant
+   run); and a linear decay over the whole run after warmup (schedule=linear: WSD with cooldown
+   fraction 1.0 is impossible with a warmup, its cooldown would start inside it; linear decay from the
+   end of the warmup is the paper's "~1" fraction). runs/<schedule>_lr<lr>/ is a normal run directory.
+2. The advisor (scripts/transfer_demo_report.py): fit final loss = A/lr + B lr + C to the WSD-0.2 runs
+   (analysis.fit.fit_lr_sweep), transfer its optimum sqrt(A/B) to linear decay with the bound's
+   closed form (analysis.advise.transfer_lr on the runs' own schedules), and compare with the optimum
+   of the same fit on the linear-decay runs; the constant runs get the same treatment as a second check.
+3. A table of final validation losses, predicted vs measured optimum, transfer_demo.png/.pdf and
+   transfer_demo.json (every number printed).
+
+Settings and why (pilot runs on the 2 shared cores of the build machine):
+- At 40-60 steps a cooldown only slows the descent, so WSD ends above constant LR. The effect the
+  paper reports (the cooldown removes the noise floor of the constant LR) needs the loss to be
+  noise-limited at the end of the stable phase: small batches and enough steps. Pilot (tiny model,
+  16 x 128 tokens per step, T = 300, warmup 30): see the module constant PILOT below.
+- The tiny model (1.6M parameters) runs about 1.5-3 steps/s at 16 x 128 tokens on 2 cores, depending
+  on what else runs; per LR the grid costs 2.2 T steps (constant T, cooldown 0.2 T, linear T).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from hydra.utils import instantiate
+
+import train
+from data.prepare import compose
+from scripts.transfer_demo_report import report
+from training import checkpoint
+from training.metrics import read_metrics
+
+COOLDOWN = 0.2                                    # the WSD cooldown fraction the advisor is tuned on
+LRS = (1e-3, 2e-3, 4e-3, 8e-3, 1.6e-2)           # geometric; brackets both optima at the demo's settings
+SMOKE_LRS = (3e-3, 3e-2, 3e-1)
+# The smoke run: a micro model and a few steps, so that every stage of the pipeline runs in seconds; the
+# default vocabulary, whose corpus cache the other tests build anyway.
+SMOKE = ("data.vocab_size=4096", "model.n_layer=1", "model.n_head=2", "model.d_model=32", "trainer.seq_len=32",
+         "trainer.batch_size=4", "trainer.micro_batch_size=4", "trainer.max_steps=12", "trainer.warmup_steps=2",
+         "trainer.eval_interval=4", "trainer.eval_batches=1", "trainer.eval_batch_size=256",
+         "trainer.progress=false")
+SCHEDULES = {"constant": ["schedule=constant"],
+             "wsd": ["schedule=wsd", f"schedule.cooldown_fraction={COOLDOWN}", "schedule.cooldown_kind=linear"],
+             "linear": ["schedule=linear"]}
+DIVERGED = "diverged.txt"    # written into a run directory whose loss became non-finite
+
+
+@dataclass
+class Job:
+    """One run of the grid: its schedule key (SCHEDULES), peak LR and Hydra overrides."""
+    schedule: str
+    lr: float
+    overrides: list = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return f"{self.schedule}_lr{self.lr:.3g}"
+
+
+def compose_job(job: Job, base: list[str]):
+    return compose(["experiment=transfer_demo", *base, *SCHEDULES[job.schedule], f"optimizer.lr={job.lr!r}",
+                    *job.overrides])
+
+
+def plan(lrs, base: list[str], runs_dir: Path) -> list[Job]:
+    """Per LR: constant (checkpoint at the branch step), the WSD cooldown branched there, linear decay."""
+    if len(set(lrs)) < 3 or min(lrs) <= 0:
+        raise ValueError(f"--lrs {lrs}: give at least 3 distinct positive peak LRs (the fit A/lr + B lr + C "
+                         "has 3 parameters), e.g. --lrs 1e-3,2e-3,4e-3,8e-3")
+    wsd = instantiate(compose_job(Job("wsd", lrs[0]), base).schedule)
+    branch = wsd.cooldown_start       # WSD's own first cooldown step: the constant run's checkpoint
+    if branch <= wsd.warmup_steps:
+        raise ValueError(f"the cooldown starts at step {branch}, inside the warmup of {wsd.warmup_steps} steps; "
+                         "raise trainer.max_steps or lower trainer.warmup_steps")
+    jobs = []
+    for lr in sorted(lrs):
+        parent = Job("constant", lr, [f"trainer.checkpoint_interval={branch}"])
+        ckpt = checkpoint.checkpoint_dir(runs_dir / parent.name, branch)
+        jobs += [parent, Job("wsd", lr, [f"trainer.init_from={ckpt}"]), Job("linear", lr)]
+    return jobs
+
+
+def finished(run_dir: Path) -> bool:
+    if (run_dir / DIVERGED).exists():
+        return True
+    return (run_dir / "metrics.jsonl").exists() and any("final/val_loss" in e for e in read_metrics(run_dir))
+
+
+def run_jobs(jobs: list[Job], base: list[str], runs_dir: Path) -> None:
+    """Train every job not finished yet; an interrupted run resumes from its latest checkpoint."""
+    for i, job in enumerate(jobs, 1):
+        run_dir = runs_dir / job.name
+        if finished(run_dir):
+            print(f"[{i}/{len(jobs)}] {job.name}: finished earlier, reused", flush=True)
+            continue
+        if run_dir.exists() and checkpoint.latest_checkpoint(run_dir) is None:
+            shutil.rmtree(run_dir)    # interrupted before its first checkpoint: its partial log would mix in
+        tic = time.perf_counter()
+        try:
+            summary = train.train(compose_job(job, base), run_dir)
+            result = f"final val loss {summary['final_val_loss']:.4f}"
+        except FloatingPointError as err:   # a diverged run is a result of the sweep, not a failure of the demo
+            (run_dir / DIVERGED).write_text(str(err) + "\n")
+            result = "diverged (left out of the fits)"
+        print(f"[{i}/{len(jobs)}] {job.name}: {result} ({time.perf_counter() - tic:.0f} s)", flush=True)
+
+
+def parse_lrs(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"--lrs {text!r}: give comma-separated numbers, e.g. 1e-3,2e-3,4e-3") from err
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m scripts.transfer_demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="outputs/transfer_demo", help="output folder (default outputs/transfer_demo)")
+    parser.add_argument("--lrs", type=parse_lrs, default=None,
+                        help=f"peak LRs, comma-separated (default {','.join(f'{x:g}' for x in LRS)})")
+    parser.add_argument("--smoke", action="store_true", help="a micro model for a few steps: the pipeline in seconds")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (default 1: a model this small gains little from a second thread "
+                             "and loses much when other processes share the cores)")
+    parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run, e.g. trainer.max_steps=400")
+    return parser
+
+
+def main(argv=None) -> dict:
+    args = build_parser().parse_args(argv)
+    if args.threads < 1:
+        raise SystemExit(f"--threads {args.threads}: give a positive number of CPU threads, e.g. 1")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    try:
+        return run_demo(args, argv)
+    finally:
+        torch.set_num_threads(threads)    # main() is also called in-process (tests)
+
+
+def run_demo(args, argv) -> dict:
+    out = Path(args.out)
+    base = [*(SMOKE if args.smoke else ()), *args.overrides]
+    lrs = args.lrs or list(SMOKE_LRS if args.smoke else LRS)
+    tic = time.perf_counter()
+    jobs = plan(lrs, base, out / "runs")
+    print(f"{len(jobs)} runs under {out / 'runs'} ({len(set(lrs))} LRs x constant, WSD-{COOLDOWN} branched, linear)")
+    run_jobs(jobs, base, out / "runs")
+    settings = {"lrs": sorted(lrs), "cooldown_fraction": COOLDOWN, "overrides": ["experiment=transfer_demo", *base],
+                "command": " ".join(["python -m scripts.transfer_demo", *(argv if argv is not None else sys.argv[1:])])}
+    return report(jobs, out, settings, wall_s=time.perf_counter() - tic)
+
+
+if __name__ == "__main__":
+    main()
