@@ -26,6 +26,7 @@ from schedules.base import fraction_to_steps
 # The paper's LR sweep grid for "final bound vs gamma" panels: 2^-8 .. 2^1.
 GAMMA_GRID = np.logspace(-8, 1, 60, base=2)
 CURVE_POINTS = 600      # horizons at which a long bound curve is evaluated and stored
+KIND_WORDS = {"refined": "bound", "standard": "standard bound"}     # analysis.bound's kind= in words
 
 
 # ----- the paper's schedules as configs (hydra.utils.instantiate builds them) -----

@@ -10,15 +10,15 @@ import numpy as np
 from analysis.advise import build
 from analysis.bound import bound
 from scripts.figures.common import FigureSpec
-from scripts.figures.theory_common import (GAMMA_GRID, colorbar, cosine, curve, figure, finish, lr_sweep, shades,
-                                           shape, tuned, value_shades, wsd)
+from scripts.figures.theory_common import (GAMMA_GRID, KIND_WORDS, colorbar, cosine, curve, figure, finish,
+                                           lr_sweep, shades, shape, tuned, value_shades, wsd)
 
 T_COOLDOWN = 400
-COOLDOWN_KINDS = {"linear": "linear", "1-sqrt": "1-sqrt"}
+COOLDOWN_KINDS = ("linear", "1-sqrt")
 # Peak LRs at which the paper draws the final bound against the cooldown fraction.
 FIXED_GAMMAS = {"linear": [0.02, 0.04, 0.05, 0.07], "1-sqrt": [0.03, 0.05, 0.07, 0.09]}
-KIND_WORDS = {"refined": "bound", "standard": "standard bound"}
 FRACTION_CMAP = "viridis"
+GREYS = {0.0: "0.2", -0.5: "0.45", -1.0: "0.7"}      # G_t = t^alpha, one grey per alpha
 
 
 def _fractions(T, small):
@@ -139,24 +139,21 @@ def fig6(ctx):
             ax_s.plot([best["gamma_star"]], [best["omega_star"]], "o", color=color, mec="k", ms=5, label=label)
             ax_b.plot(c["step"], c["bound"], color=color, label=label)
             if sched.startswith("WSD"):
-                ax_g.plot(step, G, color=colors_grey(alpha), label=f"$\\alpha$ = {alpha:g}")
+                ax_g.plot(step, G, color=GREYS[alpha], label=f"$\\alpha$ = {alpha:g}")
             numbers["schedules"][sched][alpha] = {**best, "curve": c, "final_bound_vs_gamma": sweep["bound"]}
     numbers["G"] = {alpha: step.astype(float) ** alpha for alpha in alphas}
     for ax in (ax_s, ax_g, ax_b):
         ax.set_yscale("log")
     ax_s.set_xscale("log")
     ax_b.axvline(build(wsd(T, 0.2)).cooldown_start, color="0.7", ls=":", lw=1)
-    finish(ax_s, "peak LR $\\gamma$", "final bound $\\Omega_T$", "Fig. 6a: final bound vs peak LR (dots: $\\gamma^\\star$)",
+    finish(ax_s, "peak LR $\\gamma$", "final bound $\\Omega_T$",
+           "Fig. 6a: final bound vs peak LR (dots: $\\gamma^\\star$)",
            ncol=1, loc="upper right")
     finish(ax_g, "step t", "gradient-norm bound $G_t = t^\\alpha$", "Fig. 6b: the assumed $G_t$")
     ax_b.set_ylim(2e-3, 2)
     finish(ax_b, "step t", "bound $\\Omega_t$ at $\\gamma^\\star$",
            "Fig. 6c: bound along the run (colours as in a;\ndotted: start of the WSD cooldown)", legend=False)
     return fig, numbers
-
-
-def colors_grey(alpha):
-    return {0.0: "0.2", -0.5: "0.45", -1.0: "0.7"}[alpha]
 
 
 # ----- Fig. 11: ln gamma*(linear decay) - ln gamma*(WSD with cooldown fraction c) -----

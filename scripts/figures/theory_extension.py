@@ -100,7 +100,8 @@ def _figure(ctx, name):
            fontsize=7, loc="upper right")
     ratio = [T2 / T1 for T2 in horizons]
     params = [numbers["extended"][T2]["parameter"] for T2 in horizons]
-    ax_p.plot([1.0] + ratio, ([1.0] if name == "fig8" else [BASE_FRACTION]) + [np.nan if p is None else p for p in params],
+    start = 1.0 if name == "fig8" else BASE_FRACTION         # the run itself: no drop, its own cooldown
+    ax_p.plot([1.0] + ratio, [start] + [np.nan if p is None else p for p in params],
               "o-", color="tab:green")
     missing = [r for r, p in zip(ratio, params) if p is None]
     if missing:

@@ -10,10 +10,9 @@ from scipy.special import digamma
 
 from analysis.bound import bound_curve
 from scripts.figures.common import FigureSpec
-from scripts.figures.theory_common import (GAMMA_GRID, constant, cosine, curve, figure, finish, lr_sweep,
-                                           power_law_fit, shades, shape, tuned, wsd)
+from scripts.figures.theory_common import (GAMMA_GRID, KIND_WORDS, constant, cosine, curve, figure, finish,
+                                           lr_sweep, power_law_fit, shades, shape, tuned, wsd)
 
-KIND_WORDS = {"refined": "bound", "standard": "standard bound"}
 SCHEDULES = {"cosine to 0": ("Oranges", cosine), "WSD, 20% linear cooldown": ("Blues", lambda T: wsd(T, 0.2))}
 
 
@@ -118,7 +117,8 @@ def _gamma_star_fit(ctx, kind, name):
     ax_s.set_ylim(0.45 * min(d["omega_star"] for s in data.values() for d in s.values()), 8 * top)
     finish(ax_s, "peak LR $\\gamma$", f"final {words} $\\Omega_T$",
            f"{name}a: final {words} vs peak LR (dots: $\\gamma^\\star$)", loc="lower right")
-    finish(ax_g, "horizon T (steps)", "optimal peak LR $\\gamma^\\star$", f"{name}b: $\\gamma^\\star$ vs T, fit A $T^B$")
+    finish(ax_g, "horizon T (steps)", "optimal peak LR $\\gamma^\\star$",
+           f"{name}b: $\\gamma^\\star$ vs T, fit A $T^B$")
     return fig, numbers
 
 
@@ -154,7 +154,8 @@ def fig20(ctx):
                            "omega_star_at_horizons": [tuned(shape(constant(T)))["omega_star"] for T in horizons]}
     numbers["exponents"] = {"wsd_omega_star": fit, "A_over_sqrt_T": A}
     ax_c.plot(t, const, color="0.35", lw=2, label="constant LR, tuned at each T: $\\sqrt{1+H_{T-1}}/\\sqrt{T}$")
-    ax_c.plot(t, A / np.sqrt(t), color="0.7", lw=2, ls="--", label=f"{A:.2f}/$\\sqrt{{T}}$ (fit to WSD's $\\Omega^\\star$)")
+    ax_c.plot(t, A / np.sqrt(t), color="0.7", lw=2, ls="--",
+              label=f"{A:.2f}/$\\sqrt{{T}}$ (fit to WSD's $\\Omega^\\star$)")
     ax_c.set_ylim(0, 0.1)
     finish(ax_c, "step t (constant: horizon T)", "bound $\\Omega_t$ at $\\gamma^\\star$",
            "Fig. 20a: WSD has no log factor, the constant LR has one")
