@@ -39,7 +39,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.list:
         for spec in ALL.values():
-            print(f"{spec.name:<8} {'[logs] ' if spec.needs_logs else ''}{spec.caption}")
+            print(f"{spec.name:<8} {'[needs logs] ' if spec.needs_logs else ''}{spec.caption}")
         return 0
     names = list(ALL) if args.all else args.figure
     unknown = [n for n in names if n not in ALL]
@@ -51,11 +51,21 @@ def main(argv=None) -> int:
     ctx, out = Context(small=args.small, logs=logs), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
+    skipped = []
     for name in names:
         tic = time.perf_counter()
-        written = write(ALL[name], ctx, out)
+        try:
+            written = write(ALL[name], ctx, out)
+        except ValueError as error:   # the data cannot make this figure: the message says what it needs
+            if not (args.all and ALL[name].needs_logs):
+                raise SystemExit(f"{name}: {error}") from error
+            skipped.append(name)
+            print(f"{name:<8} skipped: {error}", flush=True)
+            continue
         print(f"{name:<8} {time.perf_counter() - tic:6.1f} s  {', '.join(p.name for p in written)}", flush=True)
-    print(f"{len(names)} figure(s) in {time.perf_counter() - start:.1f} s -> {out}")
+    built = len(names) - len(skipped)
+    print(f"{built} figure(s) in {time.perf_counter() - start:.1f} s -> {out}"
+          + (f"; skipped for want of logs: {', '.join(skipped)}" if skipped else ""))
     return 0
 
 
