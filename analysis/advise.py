@@ -262,7 +262,7 @@ class Sweep:
         if fit.optimal_lr >= self.ceiling:
             return edge + (f"the fitted optimum {fit.optimal_lr:.3g} is at or above an LR that diverged "
                            f"({self.ceiling:g})")
-        return edge + (f"the fitted optimum {fit.optimal_lr:.3g} lies {fit.factor_outside:.1f}x outside the swept "
+        return edge + (f"the fitted optimum {fit.optimal_lr:.3g} lies {fit.factor_outside:.3g}x outside the swept "
                        f"LRs (more than --max-extrapolation {fit.max_extrapolation:g})")
 
 

@@ -121,10 +121,11 @@ def plot_lr_sweep(groups, path, title="final loss vs peak LR", max_factor=2.5):
                 ax.plot([fit.optimal_lr], [fit.predict(fit.optimal_lr)], ls="none", color=color, **style)
                 statuses.add(status)
             label += f" ({status})"
-        for lr in group.get("diverged_lrs", ()):      # left out of the fit, drawn at the top edge
+        inside = lambda lrs: [lr for lr in lrs if low <= lr <= high]     # the table lists those further out
+        for lr in inside(group.get("diverged_lrs", ())):   # left out of the fit, drawn at the top edge
             ax.plot([lr], [0.97], "x", ms=8, mew=2, color=color, transform=ax.get_xaxis_transform())
             statuses.add("diverged")
-        for lr in group.get("next_lrs", ()):          # where the sweep should go next, at the bottom edge
+        for lr in inside(group.get("next_lrs", ())):       # where the sweep should go next, at the bottom edge
             ax.plot([lr], [0.03], "^", ms=7, color=color, alpha=0.6, transform=ax.get_xaxis_transform())
             statuses.add("next")
         predicted = group.get("predicted_lr")

@@ -121,7 +121,7 @@ def _try_load(path: Path):
     """(run, None), or (None, why the path is skipped; None for a sweep's own files)."""
     reader = _reader(path)
     if reader is None:
-        if path.name in ("README.md", "multirun.yaml"):
+        if path.name in ("README.md", "multirun.yaml", "jobs.jsonl"):
             return None, None
         failed = path.is_dir() and ((path / "config.yaml").exists() or (path / ".hydra").exists())
         return None, f"no {METRICS_FILE} (a failed launch?)" if failed else "not a run directory or log"
