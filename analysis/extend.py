@@ -43,11 +43,6 @@ DEFAULT_COOLDOWN = 0.2          # the paper's cooldown fraction, for continuing 
 RHO_GRID = np.linspace(0.05, 1.0, 20)      # brackets the root; gamma* is monotone in rho
 
 
-def _cooldown_start(schedule) -> int:
-    """The first step of the schedule's cooldown (T for a Constant, which has none)."""
-    return getattr(schedule, "cooldown_start", schedule.total_steps)
-
-
 def _cooldown(config: dict, fraction: float) -> dict:
     """config with the cooldown given as this fraction of its horizon (cooldown_steps unset)."""
     return with_args(config, cooldown_fraction=round(float(fraction), 4),
@@ -66,8 +61,7 @@ def _dropped(base: np.ndarray, keep: int, cool: int, rho: float, final: float) -
     return out
 
 
-def _array(values: np.ndarray) -> dict:
-    """A schedules.FromArray config of exactly these multipliers (length T: used as they are)."""
+def _array(values: np.ndarray) -> dict:      # FromArray uses an array of length T as it is
     return {"_target_": "schedules.FromArray", "total_steps": int(values.size), "warmup_steps": 0,
             "warmup_start": 0.0, "source": values.tolist()}
 
@@ -82,7 +76,7 @@ def continuation_plan(config: dict, new_steps: int):
     T1 = old.total_steps
     if not isinstance(old, (schedules.WSD, schedules.Constant, schedules.TwoStageWSD, schedules.InverseSqrt)):
         return None
-    keep = _cooldown_start(old)
+    keep = getattr(old, "cooldown_start", T1)         # where the cooldown starts (a Constant has none)
     # The old cooldown's share of the horizon (given as a fraction, or in steps), else the paper's 20%.
     fraction = getattr(old, "cooldown_fraction", None) or (T1 - keep) / T1 or DEFAULT_COOLDOWN
     tail = {"cooldown_kind": getattr(old, "cooldown_kind", "linear"),
@@ -105,7 +99,7 @@ def continuation_plan(config: dict, new_steps: int):
         same, start = with_args(config, total_steps=T2), old.warmup_steps
     baseline = _cooldown(same, fraction)
     base = shape_of(baseline)
-    cool = _cooldown_start(instantiate(dict(baseline)))
+    cool = instantiate(dict(baseline)).cooldown_start
     drop = lambda r: _array(_dropped(base, keep, cool, round(float(r), 4), tail["final_fraction"]))
     return keep, baseline, [
         ("drop to rho (array)", "rho", drop, RHO_GRID),
@@ -276,18 +270,26 @@ def _label(config: dict, base: dict) -> str:
 
 
 def _predictions(run, table, args):
-    """Predicted final loss of each option (the run's validation curve fitted to the bound), and a note."""
-    curve = curve_of(run)
-    if curve is None:
-        n = int(run.metrics["val/loss"].notna().sum())
-        return None, f"no predicted_final_loss: the run has {n} validation point{'s' * (n != 1)}, a fit needs 4"
-    try:
-        fit = fit_bound(curve, g_model=args.g_model, min_step=args.fit_from)
-    except ValueError as error:
-        return None, f"no predicted_final_loss: {error}"
-    values = [float(fit.predict(peak * shape, [args.steps])[0]) if shape is not None else np.nan
-              for peak, shape in zip(table["lr"], table["shape"])]
-    return values, f"predicted_final_loss: C + M Omega_T2, the run's val loss fitted to the bound (R^2 {fit.r2:.4f})"
+    """Predicted final loss of each option (the run's validation curve fitted to the bound), and a note.
+    A fit needs twice as many points as parameters (C, M, the G_t model's); a short run falls back to
+    the constant G_t model. Its extrapolation to T2 is shown only when no option's loss comes out < 0."""
+    curve, why = curve_of(run), f"the run has {int(run.metrics['val/loss'].notna().sum())} validation points"
+    for g_model in dict.fromkeys([args.g_model, "constant"]) if curve is not None else ():
+        try:
+            fit = fit_bound(curve, g_model=g_model, min_step=args.fit_from)
+        except ValueError as error:
+            return None, f"no predicted_final_loss: {error}"
+        points, parameters = len(fit.curves[0].steps), 2 + len(fit.g2_scaled) + len(fit.theta)
+        why = f"{points} validation points for the {parameters} parameters of the {g_model} G_t model"
+        if points < 2 * parameters:
+            continue
+        values = [float(fit.predict(peak * shape, [args.steps])[0]) if shape is not None else np.nan
+                  for peak, shape in zip(table["lr"], table["shape"])]
+        if np.nanmin(values) < 0:
+            return None, f"no predicted_final_loss: the fit ({why}) extrapolates to a negative loss at T2"
+        return values, f"predicted_final_loss: C + M Omega_T2, the run's val loss fitted ({why}, R^2 {fit.r2:.4f})"
+    return None, (f"no predicted_final_loss: {why}, too few "
+                  "(a fit needs twice as many points as parameters, 6 at the least)")
 
 
 def cmd_extend(args):
@@ -329,8 +331,7 @@ def cmd_extend(args):
                                              "vs_same_lr": "{:+.2%}", "predicted_final_loss": "{:.4f}"})
     (say if predicted is not None else note)(remark)
     if not Path(run.source).is_dir() and (table["kind"] == "continuation").any():
-        note(f"{run.source} is not a run directory: paper logs and wandb runs carry no checkpoints to start "
-             "a continuation from")
+        note(f"{run.source} is not a run directory: paper logs and wandb runs carry no checkpoints to start from")
     print("Hydra overrides (python train.py ...):")     # not wrapped: lines to paste
     for _, row in table.iterrows():
         if not isinstance(row["overrides"], str):      # no solution (pandas keeps None as NaN)
@@ -343,8 +344,7 @@ def cmd_extend(args):
         unit = optimal_lr(shape_of(run.schedule_config), args.G, args.D)[0] / tuned    # theory units, as the table
         curves = {f"{row.option} ({row.lr_status})": unit * row.lr * row.shape
                   for row in table.itertuples() if row.shape is not None}
-        title = f"extension to T2={args.steps}: bound (theory units); tuned LR {status}"
         written = plots.plot_bound_curves(curves, out / "extension", G=args.G, D=args.D, marks=[run.total_steps],
-                                          title=title)
+                                          title=f"extension to T2={args.steps}: bound (theory units); LR {status}")
         say("plots: " + ", ".join(str(p) for p in written))
     return table

@@ -134,7 +134,7 @@ def test_paper_log_has_no_checkpoints(tmp_path, capsys):
     run = next(PAPER.glob("ann124-0.2_*_lr0.001_*decay_linear_0.2_iter50000_*.json"))
     table = advise_extend("--run", run, "--steps", 100000, "--g-model", "constant", "--out", tmp_path)
     out = printed(capsys)
-    assert "assumed tuned" in out and "paper logs and wandb runs carry no checkpoints" in out
+    assert "assumed tuned" in out and "paper logs and wandb runs carry no checkpoints to start from" in out
     assert "trainer.init_from" not in out and "schedule=two_stage_wsd" in out
     assert "trainer.checkpoint_interval=10000 trainer.keep_checkpoints=0" in out     # 40,000 = 4 x 10,000
     assert np.isfinite(table["predicted_final_loss"].to_numpy(dtype=float)).all()
@@ -228,7 +228,7 @@ def test_tiny_runs_start_from_existing_checkpoints(tiny_runs, tmp_path, capsys):
     # The constant run keeps all 24 steps: its final checkpoint starts the continuation.
     table = advise_extend("--run", parent, "--steps", 48, "--out", tmp_path)
     out = printed(capsys)
-    assert "predicted_final_loss" in table                       # 7 validation points: the fit runs
+    assert "predicted_final_loss" in table and "the constant G_t model" in out    # 6 points after step 2
     drop = overrides_of(out, "drop to rho (two-stage WSD)")
     assert drop.endswith(f"trainer.init_from={parent / 'checkpoints' / 'step_0000024'}")
     # The printed command builds a schedule identical to the run on the kept steps.
@@ -262,4 +262,4 @@ def test_tiny_run_without_the_checkpoint_and_with_two_validation_points(tiny_run
     assert "trainer.checkpoint_interval=6 trainer.keep_checkpoints=0" in out      # 18 = 3 x 6
     table = advise_extend("--run", copy, "--steps", 48, "--no-plot")
     out = printed(capsys)
-    assert "predicted_final_loss" not in table and "2 validation points, a fit needs 4" in out
+    assert "predicted_final_loss" not in table and "the run has 2 validation points, too few" in out
