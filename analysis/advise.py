@@ -37,9 +37,7 @@ SCHEDULE_CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "schedule"
 HORIZON_KEYS = ("total_steps", "warmup_steps", "warmup_start")
 
 
-# ---------------------------------------------------------------------------------------------------
-# Schedules as configs.
-# ---------------------------------------------------------------------------------------------------
+# --- Schedules as configs. --------------------------------------------------------------------------
 def build(config: dict):
     from hydra.utils import instantiate
 
@@ -132,9 +130,7 @@ def hydra_overrides(config: dict, lr: float | None, extra=()) -> str:
     return " ".join(schedule + trainer + ([f"optimizer.lr={lr:.4g}"] if lr is not None else []) + list(extra))
 
 
-# ---------------------------------------------------------------------------------------------------
-# Transfer.
-# ---------------------------------------------------------------------------------------------------
+# --- Transfer. --------------------------------------------------------------------------------------
 def transfer_lr(lr, source_shape, target_shape, G=1.0, D=1.0) -> float:
     """The peak LR for target_shape from a tuned peak LR of source_shape (arrays, peak 1, same T)."""
     source_shape, target_shape = np.asarray(source_shape), np.asarray(target_shape)
@@ -161,14 +157,13 @@ def transfer_table(lr, source_config, target_configs, G=1.0, D=1.0) -> pd.DataFr
     return pd.DataFrame(rows)
 
 
-# ---------------------------------------------------------------------------------------------------
-# Sweeps: which runs count, the fitted optimum and its status, the theory's prediction.
-# ---------------------------------------------------------------------------------------------------
+# --- Sweeps: which runs count, the fitted optimum and its status, the theory's prediction. ----------
 # Divergence rule, set on the paper's 193 runs (Schaipp et al.): the only diverged one (cos-zero-124m,
 # lr 5e-3) ended at 7.55 nats after a best of 4.87; every other run ends within 0.001 nats of its own
 # best validation loss, and within 1.18x of the final loss of the best run of the same schedule and
 # horizon (1.12x for runs at a larger LR than that best run).
-OWN_MARGIN = 0.1        # nats: a last validation loss this far above the run's own best is a blow-up
+OWN_MARGIN = 0.1        # nats, and OWN_FRACTION of it: a last validation loss this far above the run's
+OWN_FRACTION = 0.03     # own best is a blow-up, not the noise of a short run's few validation batches
 SWEEP_FACTOR = 1.25     # a run at a larger LR than the sweep's best, with final loss above 1.25x the best's
 
 
@@ -182,7 +177,7 @@ def diverged_reason(run) -> str | None:
             if len(bad):
                 return f"non-finite {column} at step {int(bad.iloc[0])}"
     val = m["val/loss"].dropna()
-    if len(val) >= 2 and val.iloc[-1] > val.min() + OWN_MARGIN:
+    if len(val) >= 2 and val.iloc[-1] - val.min() > max(OWN_MARGIN, OWN_FRACTION * val.min()):
         return (f"val loss ended at {val.iloc[-1]:.3f}, {val.iloc[-1] - val.min():.2f} nats above "
                 f"its best {val.min():.3f}")
     return None
@@ -220,12 +215,19 @@ class Sweep:
     and why, the fit of final loss vs LR (None below 3 distinct LRs) and its status."""
     name: str                       # the schedule in words (analysis.groups.describe)
     config: dict
-    runs: list
-    lrs: list
-    losses: list
-    excluded: list                  # [(run name, reason)]
+    runs: list                      # all of them
+    counted: list                   # the runs whose final losses are fitted, sorted by peak LR
+    excluded: list                  # [(run name, reason)] for the others
     ceiling: float                  # the smallest LR above the counted ones whose run diverged (inf if none)
     fit: LRFit | None
+
+    @property
+    def lrs(self) -> list:
+        return [r.peak_lr for r in self.counted]
+
+    @property
+    def losses(self) -> list:
+        return [r.final_val_loss for r in self.counted]
 
     @property
     def status(self) -> str:
@@ -301,7 +303,7 @@ def make_sweep(runs, max_loss=None, max_extrapolation=2.0, name=None) -> Sweep:
     ceiling = min([r.peak_lr for r in diverged if r.peak_lr is not None and r.peak_lr > top], default=np.inf)
     fit = fit_lr_sweep(lrs, losses, max_extrapolation, ceiling) if len(set(lrs)) >= 3 else None
     config = runs[0].schedule_config
-    return Sweep(name=name or describe(config), config=config, runs=list(runs), lrs=lrs, losses=losses,
+    return Sweep(name=name or describe(config), config=config, runs=list(runs), counted=kept,
                  excluded=excluded, ceiling=ceiling, fit=fit)
 
 

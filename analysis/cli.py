@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from analysis import advise, plots
 from analysis.extend import cmd_extend
@@ -34,8 +35,6 @@ from analysis.runs import load_many
 
 def _parse_value(text: str):
     """A command-line value as YAML reads it (0.1 -> float, null -> None, linear -> str)."""
-    import yaml
-
     return yaml.safe_load(text)
 
 
@@ -51,12 +50,19 @@ def _load(patterns, what="--runs"):
         else:
             warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     usable = [r for r in runs if r.schedule_config is not None and r.peak_lr]
-    for run in runs:
-        if run not in usable:
-            note(f"left out {run.name}: it records no schedule config or peak LR")
+    for run in (r for r in runs if r not in usable):
+        note(f"left out {run.name}: it records no schedule config or peak LR")
     if not usable:
         raise SystemExit(f"{what}: none of the {len(runs)} runs records a schedule config and a peak LR")
     return usable
+
+
+def _factor(text: str) -> float:
+    """--max-extrapolation: a factor >= 1 beyond the swept LRs."""
+    value = float(text)
+    if not value >= 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a factor >= 1 (1: trust only bracketed optima)")
+    return value
 
 
 def _notes(sweep):
@@ -99,14 +105,11 @@ def _title(what, runs, T):
 def _overlay(sweep, args, path, title):
     """Per-run (or joint with --joint) fits of the counted runs' validation curves to the bound; a run
     with fewer than 4 validation points (or only a final value) gets a note instead."""
-    runs = [r for r in sweep.runs if r.peak_lr in sweep.lrs and advise.diverged_reason(r) is None]
-    curves = []
-    for run in runs:
-        curve = curve_of(run)
+    curves = [curve_of(run) for run in sweep.counted]
+    for run, curve in zip(sweep.counted, curves):
         if curve is None:
             note(f"no curve fit for {run.name}: fewer than 4 validation points")
-        else:
-            curves.append(curve)
+    curves = [c for c in curves if c is not None]
     try:
         if args.joint and curves:
             fit = fit_bound(curves, g_model=args.g_model, min_step=args.fit_from)
@@ -125,7 +128,6 @@ def _overlay(sweep, args, path, title):
     return plots.plot_overlay(pairs, path, title=title)
 
 
-# ---------------------------------------------------------------------------------------------------
 def _targets(source, target_sweeps, args):
     """Target schedule configs at the source's horizon: --target-runs' schedules, --set, --target."""
     targets = [s.config for s in target_sweeps if not same_shape(s.config, source, args.group_tolerance)
@@ -272,7 +274,6 @@ def cmd_sweep(args):
     return table
 
 
-# ---------------------------------------------------------------------------------------------------
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m analysis", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -301,7 +302,7 @@ def build_parser():
         extrapolation(p)
 
     def extrapolation(p):
-        p.add_argument("--max-extrapolation", type=float, default=2.0, metavar="FACTOR",
+        p.add_argument("--max-extrapolation", type=_factor, default=2.0, metavar="FACTOR",
                        help="trust a fitted optimum at most this factor beyond the swept LRs (default 2)")
 
     p = modes.add_parser("transfer", help="the LR of other schedules from a tuned one, same horizon")
@@ -336,8 +337,8 @@ def build_parser():
     p = modes.add_parser("sweep", help="empirical optimal LR per schedule vs the theory")
     p.add_argument("--runs", required=True, action="append", help="glob (quoted) of the sweep's runs; repeatable")
     p.add_argument("--reference", default=None,
-                   help="anchor the prediction at this schedule (its label as printed in the schedule column; "
-                        "default: the geometric mean over the schedules)")
+                   help="anchor the prediction at this schedule (its name as printed in the schedule column; "
+                        "default: the geometric mean over the bracketed optima)")
     grouping(p)
     common(p, "sweep")
     p.set_defaults(func=cmd_sweep)
