@@ -7,13 +7,12 @@
     # sweep: empirical optimum per schedule and horizon vs the theory's prediction
     python -m analysis advise sweep --runs 'outputs/multiruns/<date>/*'
 
---runs / --target-runs take globs (quote them) of anything analysis.runs.load reads; what is not a
-run (a failed launch) is skipped with a note. Diverged runs (analysis.advise.diverged_reason) and
-runs without a final loss are left out with a note; --max-loss leaves out more. The source LR is
---lr, else the optimum fitted to the source runs' final losses (>= 3 peak LRs) when it is bracketed
-by the swept LRs or extrapolated by at most --max-extrapolation, else their one peak LR. An
-undetermined optimum gets no override: the LRs to run next instead, and the exit status is 1.
-Runs of several horizons are advised per horizon. Plots (PNG + PDF) go to --out.
+--runs / --target-runs: globs (quoted) of anything analysis.runs.load reads; failed launches are
+skipped, diverged runs and runs without a final loss left out, each with a note. The source LR is
+--lr, else the optimum fitted to the source runs' final losses (>= 3 peak LRs) when bracketed by the
+swept LRs or extrapolated by at most --max-extrapolation, else their one peak LR. An undetermined
+optimum gets no override, but the LRs to run next. Exit status 1 when transfer has no source LR or
+no target, or sweep no determined optimum. Per horizon; plots (PNG + PDF) go to --out.
 """
 from __future__ import annotations
 

@@ -136,3 +136,21 @@ def test_paper_logs_group_into_their_real_sweeps():
         assert sizes[(f"WSD, {fraction}% linear cooldown", 50000)] == 4
     assert sizes[("WSD, 20% 1-sqrt cooldown", 50000)] == 4
     assert sum(sizes.values()) == len(list(PAPER.glob("*.json")))
+
+
+def test_own_best_margin_scales_with_the_loss():
+    """A last validation loss 0.15 nats above the run's best is noise at 6.7 nats (a short CPU run on
+    a few batches) but a blow-up at 3 nats: the margin is max(0.1 nats, 3% of the best)."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    def run(val):
+        metrics = pd.DataFrame({"step": np.arange(1, len(val) + 1), "train/loss": np.nan, "val/loss": val,
+                                "final/val_loss": np.nan})
+        return SimpleNamespace(metrics=metrics)
+
+    assert advise.diverged_reason(run([7.5, 6.7, 6.85])) is None
+    assert "nats above its best" in advise.diverged_reason(run([3.5, 3.0, 3.15]))
+    assert advise.diverged_reason(run([3.5, 3.0, 3.05])) is None
+    assert "non-finite val/loss at step 2" in advise.diverged_reason(run([3.5, np.inf, 3.0]))
