@@ -218,11 +218,6 @@ class LRFit:
         return bool(self.lrs.min() <= self.optimal_lr <= self.lrs.max())
 
     @property
-    def optimum_determined(self) -> bool:
-        """Whether the optimum is bracketed or extrapolated (see status)."""
-        return self.status != "undetermined"
-
-    @property
     def factor_outside(self) -> float:
         """How far the optimum lies outside the swept LRs, as a factor >= 1 (1 inside; inf if none)."""
         opt, low, high = self.optimal_lr, self.lrs.min(), self.lrs.max()
