@@ -72,8 +72,7 @@ def continuation_plan(config: dict, new_steps: int):
     import schedules
     from hydra.utils import instantiate
 
-    old, T2 = instantiate(dict(config)), int(new_steps)
-    T1 = old.total_steps
+    old, T1, T2 = instantiate(dict(config)), int(config["total_steps"]), int(new_steps)
     if not isinstance(old, (schedules.WSD, schedules.Constant, schedules.TwoStageWSD, schedules.InverseSqrt)):
         return None
     keep = getattr(old, "cooldown_start", T1)         # where the cooldown starts (a Constant has none)
@@ -129,13 +128,12 @@ def _shape(config: dict) -> np.ndarray:
 
 
 def extension_options(schedule_config, lr, new_steps, tuned_lr=None, G=1.0, D=1.0, array_dir=None) -> pd.DataFrame:
-    """The options for continuing a run (schedule_config at its total_steps T1, run at peak LR lr;
-    tuned_lr, the optimal peak LR at T1, defaults to lr) to new_steps T2 > T1. One row per option, the
-    same-LR baseline first: option, kind (continuation / restart), value (the rho or cooldown fraction
-    solved for), schedule, lr, bound, vs_same_lr, note, keeps (the step up to which the option repeats the
-    run, at most the kept step K: a checkpoint at or before it starts the option; None for a restart), overrides (None
-    when the option has no solution), config, shape. FromArray schedules are saved to array_dir as .npy
-    files, which the trainer reads; without array_dir their source stays an inline list (no overrides)."""
+    """The options for continuing a run (schedule_config at its horizon T1, run at peak LR lr, tuned_lr the
+    optimal peak LR at T1, default lr) to new_steps T2 > T1, the same-LR baseline first. Columns: option,
+    kind (continuation / restart), value (rho or cooldown fraction solved for), schedule, lr, bound,
+    vs_same_lr, note, keeps (the step up to which the option repeats the run, at most the kept step K: a
+    checkpoint at or before it starts it; None for a restart), overrides (None without a solution), config,
+    shape. FromArray schedules are saved to array_dir as .npy (inline lists without it: no overrides)."""
     T1, T2 = int(schedule_config["total_steps"]), int(new_steps)
     if T2 <= T1:
         raise ValueError(f"new_steps={new_steps} must exceed the run's horizon total_steps={T1}; give a longer one")
@@ -300,14 +298,16 @@ def cmd_extend(args):
         run = load(args.run)
     except ValueError as error:
         raise SystemExit(f"advise extend: {error}") from None
-    if run.schedule_config is None or run.peak_lr is None:
-        raise SystemExit(f"advise extend: {run.source} recorded no schedule config or peak LR; nothing to extend")
+    if run.schedule_config is None or run.peak_lr is None or run.metrics.empty:
+        raise SystemExit(f"advise extend: {run.source} recorded no schedule, peak LR or metrics (a failed launch?)")
     if args.steps <= run.total_steps:
         raise SystemExit(f"advise extend: --steps {args.steps} must exceed the run's horizon {run.total_steps}")
     tuned, status, how = tuned_lr_of(run, args.lr, args.sweep, args.max_extrapolation)
     say(f"run: {run.name}: {_label(run.schedule_config, {})}, T1={run.total_steps}, LR {run.peak_lr:.4g} "
         f"-> T2={args.steps}")
     say(f"tuned LR at T1: {status}: " + (f"{tuned:.4g}, " if tuned else "") + how)
+    if run.metrics["step"].max() < run.total_steps:
+        note(f"the run logged up to step {run.metrics['step'].max()} of {run.total_steps}: unfinished?")
     if tuned is None:
         raise SystemExit("advise extend: the tuned LR is undetermined, so no extension is advised "
                          "(run the LRs above, or give --lr)")

@@ -8,7 +8,10 @@ checkpoints it needs, on a branched run and on a run with two validation points.
 """
 import json
 import math
+import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +25,7 @@ from analysis.bound import optimal_lr
 from analysis.cli import main
 from analysis.extend import checkpoint_interval, extension_options, tuned_lr_of
 from analysis.runs import load
-from tests.conftest import TINY, compose_config
+from tests.conftest import ROOT, TINY, compose_config
 
 PAPER = Path(__file__).parent / "data" / "paper_logs"
 LR = 1e-3
@@ -176,12 +179,20 @@ def test_undetermined_optimum_and_bad_input_exit_nonzero(tmp_path, capsys):
     out = printed(capsys)
     assert stop.value.code not in (0, None) and "tuned LR at T1: undetermined" in out and "run next" in out
     assert "Hydra overrides" not in out
-    failed_launch = tmp_path / "failed"        # a launch that died before logging anything
-    (failed_launch / ".hydra").mkdir(parents=True)
-    for argv in (["--run", three[2], "--steps", 50000], ["--run", failed_launch, "--steps", 100]):
-        with pytest.raises(SystemExit) as stop:
+    hydra_only, nothing_logged = tmp_path / "hydra_only", tmp_path / "nothing_logged"     # failed launches
+    (hydra_only / ".hydra").mkdir(parents=True)
+    nothing_logged.mkdir()
+    OmegaConf.save(compose_config(FAST + ["schedule=wsd"]), nothing_logged / "config.yaml", resolve=True)
+    (nothing_logged / "metrics.jsonl").write_text("")
+    for argv, why in ((["--run", three[2], "--steps", 50000], "must exceed the run's horizon 50000"),
+                      (["--run", hydra_only, "--steps", 100], "cannot read a run"),
+                      (["--run", nothing_logged, "--steps", 100], "a failed launch?")):
+        with pytest.raises(SystemExit, match=re.escape(why)):
             advise_extend(*argv, "--no-plot")
-        assert stop.value.code not in (0, None)
+    # The exit status of the command itself (a SystemExit with a message exits with status 1).
+    done = subprocess.run([sys.executable, "-m", "analysis", "advise", "extend", "--run", str(three[2]), "--steps",
+                           "50000", "--no-plot"], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 1 and "must exceed" in done.stderr
 
 
 def test_checkpoint_interval():
