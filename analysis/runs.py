@@ -33,6 +33,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from training.callbacks import JOBS_FILE
 from training.metrics import METRICS_FILE, read_metrics
 
 CORE_COLUMNS = ("step", "train/loss", "val/loss", "lr", "grad_norm")
@@ -121,7 +122,7 @@ def _try_load(path: Path):
     """(run, None), or (None, why the path is skipped; None for a sweep's own files)."""
     reader = _reader(path)
     if reader is None:
-        if path.name in ("README.md", "multirun.yaml", "jobs.jsonl"):
+        if path.name in ("README.md", "multirun.yaml", JOBS_FILE):
             return None, None
         failed = path.is_dir() and ((path / "config.yaml").exists() or (path / ".hydra").exists())
         return None, f"no {METRICS_FILE} (a failed launch?)" if failed else "not a run directory or log"
@@ -325,11 +326,15 @@ def _read_paper_json(path: str) -> tuple[str, dict, pd.DataFrame]:
 
 
 def _find_paper_log(directory: Path, name: str) -> Path:
-    """The log of run `name` in `directory`: <name>.json, else the sibling whose recorded name is
+    """The log of run `name` in `directory`: <name>.json, else <anything>_<name>.json (the paper's folder
+    files the 210M constant run as stable-210m_<name>.json), else the sibling whose recorded name is
     `name` (a few files are named after a relabelled run, e.g. decay_linear for decay_sqrt)."""
     exact = directory / f"{name}.json"
     if exact.exists():
         return exact
+    prefixed = sorted(directory.glob(f"*_{name}.json"))    # the paper's folder prefixes some names
+    if prefixed:
+        return prefixed[0]
     prefix = name.split("_")[0]
     for candidate in sorted(directory.glob(f"{prefix}_*.json")):
         if _read_paper_json(str(candidate.resolve()))[0] == name:
