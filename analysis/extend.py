@@ -227,7 +227,6 @@ def checkpoints_of(run) -> list:
     own = []
     if Path(run.source).is_dir():
         from training.checkpoint import list_checkpoints    # imports torch: only for run directories
-
         own = [(int(p.name.split("_")[-1]), p) for p in list_checkpoints(run.source)]
     if run.parent is not None and run.branch_step is not None:
         own += [(step, p) for step, p in checkpoints_of(run.parent) if step <= run.branch_step]
@@ -262,9 +261,10 @@ def init_advice(run, step: int) -> tuple:
 
 
 def _label(config: dict, base: dict) -> str:
-    """The schedule's class and the arguments that differ from the run's (unset ones left out)."""
-    label = schedule_label({k: v for k, v in config.items() if k == "_target_" or (v is not None and base.get(k) != v)})
-    return label.replace("()", "(as the run)") if base else label
+    """The schedule's class and its arguments (unset ones left out; for the run's class, those that differ)."""
+    same = base.get("_target_") == config["_target_"]
+    shown = {k: v for k, v in config.items() if v is not None and (k == "_target_" or not same or base.get(k) != v)}
+    return schedule_label(shown).replace("()", "(as the run)") if same else schedule_label(shown)
 
 
 def _predictions(run, table, args):
