@@ -342,9 +342,9 @@ def cmd_extend(args):
               + (f"\n    {advice}" if advice else ""))
     if not args.no_plot:
         unit = optimal_lr(shape_of(run.schedule_config), args.G, args.D)[0] / tuned    # theory units, as the table
-        curves = {f"{row.option} ({row.lr_status})": unit * row.lr * row.shape
-                  for row in table.itertuples() if row.shape is not None}
+        curves = {row.option: unit * row.lr * row.shape for row in table.itertuples() if row.shape is not None}
+        title = f"extension to T2={args.steps}, tuned LR {status}: bound (theory units)"
         written = plots.plot_bound_curves(curves, out / "extension", G=args.G, D=args.D, marks=[run.total_steps],
-                                          title=f"extension to T2={args.steps}: bound (theory units); LR {status}")
+                                          title=title)
         say("plots: " + ", ".join(str(p) for p in written))
     return table
