@@ -212,7 +212,7 @@ def tuned_lr_of(run, lr=None, sweep=None, max_extrapolation=2.0):
         raise SystemExit(f"--sweep {' '.join(sweep)} has no run with the schedule of {run.name} "
                          f"({schedule_label(run.schedule_config)}, T={run.total_steps}); give the glob of its LR sweep")
     fitted = make_sweep(members, max_extrapolation=max_extrapolation)
-    counted = f"{len(fitted.lrs)} runs at LRs {', '.join(f'{x:g}' for x in fitted.lrs)}"
+    counted = f"{len(fitted.lrs)} run{'s' * (len(fitted.lrs) != 1)} at LR {', '.join(f'{x:g}' for x in fitted.lrs)}"
     if fitted.status == "undetermined":
         runs_next = ", ".join(f"{x:.3g}" for x in fitted.next_lrs())
         return None, "undetermined", f"{fitted.why()} ({counted}); run next: optimizer.lr={runs_next}"
