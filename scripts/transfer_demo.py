@@ -19,18 +19,26 @@ What it does, all under --out (default outputs/transfer_demo/):
 3. A table of final validation losses, predicted vs measured optimum, transfer_demo.png/.pdf and
    transfer_demo.json (every number printed).
 
-Settings and why (pilot runs on the 2 shared cores of the build machine):
-- At 40-60 steps a cooldown only slows the descent, so WSD ends above constant LR. The effect the
-  paper reports (the cooldown removes the noise floor of the constant LR) needs the loss to be
-  noise-limited at the end of the stable phase: small batches and enough steps. Pilot (tiny model,
-  16 x 128 tokens per step, T = 300, warmup 30): see the module constant PILOT below.
-- The tiny model (1.6M parameters) runs about 1.5-3 steps/s at 16 x 128 tokens on 2 cores, depending
-  on what else runs; per LR the grid costs 2.2 T steps (constant T, cooldown 0.2 T, linear T).
+Settings and why (pilot runs on the 2 shared cores of the build machine, load 6-10 from other jobs;
+final validation loss in nats as constant / WSD-0.2 / linear decay):
+- Speed first. The tiny model of configs/model/tiny.yaml (4 layers, d = 128, 4096 BPE) made 0.25-1.5
+  steps/s at 16 x 128 tokens: 15 runs would take hours. On shared cores one torch thread beats two
+  (0.40 vs 1.82 CPU-s per step; the second thread mostly spins), hence --threads 1; and a 2-layer,
+  d = 64 model on a 1024-token BPE of the same corpus costs 0.074 CPU-s per step of 16 x 128 tokens.
+- The cooldown effect. At 16 x 128 tokens, T = 400: LR 4e-3 -> 3.983 / 3.913 / 4.090 (a cooldown
+  helps); at T = 300, LR 2e-3 -> 4.145 / 4.159 / 4.529 and 2.83e-3 -> 4.069 / 4.051 / 4.364: the
+  runs are still descent-limited (LR area wins), so a cooldown barely helps and linear decay trails
+  far behind. The cooldown pays where the loss at constant LR is noise-limited: small, noisy batches
+  and many steps. Hence 4 x 128 tokens per step and T = 1200 (the same compute per run as 16 x 128
+  at T = 300): LR 1e-3 -> 4.064 / 4.036 / 4.336.
+- The LR grid. Above ~1e-2 the model stalls near the unigram loss for ~100 steps (16 x 128, T = 400:
+  LR 1.6e-2 -> 4.808 / 4.771 / 4.842; a 60-step warmup does not remove the stall at 1.1e-2), a failure
+  the convex theory does not model; the grid stays below it. Theory (analysis.bound at T = 1200,
+  warmup 60): gamma*(linear) / gamma*(WSD-0.2) = 1.90, so the grid spans 6.4x to bracket both optima.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import time
@@ -39,6 +47,7 @@ from pathlib import Path
 
 import torch
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 import train
 from data.prepare import compose
@@ -47,13 +56,12 @@ from training import checkpoint
 from training.metrics import read_metrics
 
 COOLDOWN = 0.2                                    # the WSD cooldown fraction the advisor is tuned on
-LRS = (1e-3, 2e-3, 4e-3, 8e-3, 1.6e-2)           # geometric; brackets both optima at the demo's settings
+LRS = (1e-3, 1.6e-3, 2.5e-3, 4e-3, 6.4e-3)    # geometric (factor 1.6); above ~1e-2 the model stalls early
 SMOKE_LRS = (3e-3, 3e-2, 3e-1)
-# The smoke run: a micro model and a few steps, so that every stage of the pipeline runs in seconds; the
-# default vocabulary, whose corpus cache the other tests build anyway.
-SMOKE = ("data.vocab_size=4096", "model.n_layer=1", "model.n_head=2", "model.d_model=32", "trainer.seq_len=32",
+# The smoke run: a micro model and a few steps, so that every stage of the pipeline runs in seconds.
+SMOKE = ("model.n_layer=1", "model.n_head=2", "model.d_model=32", "trainer.seq_len=32",
          "trainer.batch_size=4", "trainer.micro_batch_size=4", "trainer.max_steps=12", "trainer.warmup_steps=2",
-         "trainer.eval_interval=4", "trainer.eval_batches=1", "trainer.eval_batch_size=256",
+         "trainer.eval_interval=6", "trainer.eval_batches=1", "trainer.eval_batch_size=128",
          "trainer.progress=false")
 SCHEDULES = {"constant": ["schedule=constant"],
              "wsd": ["schedule=wsd", f"schedule.cooldown_fraction={COOLDOWN}", "schedule.cooldown_kind=linear"],
@@ -102,23 +110,37 @@ def finished(run_dir: Path) -> bool:
     return (run_dir / "metrics.jsonl").exists() and any("final/val_loss" in e for e in read_metrics(run_dir))
 
 
-def run_jobs(jobs: list[Job], base: list[str], runs_dir: Path) -> None:
-    """Train every job not finished yet; an interrupted run resumes from its latest checkpoint."""
+def settings_of(cfg) -> dict:
+    """The resolved config without what only changes the display (the progress bar)."""
+    settings = OmegaConf.to_container(cfg, resolve=True)
+    settings["trainer"].pop("progress", None)
+    return settings
+
+
+def run_jobs(jobs: list[Job], base: list[str], runs_dir: Path) -> int:
+    """Train every job not finished yet; an interrupted run resumes from its latest checkpoint.
+    Returns how many runs were reused (finished by an earlier call)."""
+    reused = 0
     for i, job in enumerate(jobs, 1):
-        run_dir = runs_dir / job.name
+        run_dir, cfg = runs_dir / job.name, compose_job(job, base)
         if finished(run_dir):
+            if settings_of(OmegaConf.load(run_dir / "config.yaml")) != settings_of(cfg):
+                raise ValueError(f"{run_dir} was trained with other settings than this call's; give a new --out "
+                                 "(or delete that folder) to train the grid with these settings")
             print(f"[{i}/{len(jobs)}] {job.name}: finished earlier, reused", flush=True)
+            reused += 1
             continue
         if run_dir.exists() and checkpoint.latest_checkpoint(run_dir) is None:
             shutil.rmtree(run_dir)    # interrupted before its first checkpoint: its partial log would mix in
         tic = time.perf_counter()
         try:
-            summary = train.train(compose_job(job, base), run_dir)
+            summary = train.train(cfg, run_dir)
             result = f"final val loss {summary['final_val_loss']:.4f}"
         except FloatingPointError as err:   # a diverged run is a result of the sweep, not a failure of the demo
             (run_dir / DIVERGED).write_text(str(err) + "\n")
             result = "diverged (left out of the fits)"
         print(f"[{i}/{len(jobs)}] {job.name}: {result} ({time.perf_counter() - tic:.0f} s)", flush=True)
+    return reused
 
 
 def parse_lrs(text: str) -> list[float]:
@@ -161,10 +183,10 @@ def run_demo(args, argv) -> dict:
     tic = time.perf_counter()
     jobs = plan(lrs, base, out / "runs")
     print(f"{len(jobs)} runs under {out / 'runs'} ({len(set(lrs))} LRs x constant, WSD-{COOLDOWN} branched, linear)")
-    run_jobs(jobs, base, out / "runs")
+    reused = run_jobs(jobs, base, out / "runs")
     settings = {"lrs": sorted(lrs), "cooldown_fraction": COOLDOWN, "overrides": ["experiment=transfer_demo", *base],
                 "command": " ".join(["python -m scripts.transfer_demo", *(argv if argv is not None else sys.argv[1:])])}
-    return report(jobs, out, settings, wall_s=time.perf_counter() - tic)
+    return report(jobs, out, settings, wall_s=time.perf_counter() - tic, reused=reused)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@ LR per schedule, transfer the WSD optimum to linear decay and constant LR with t
 form, then print, draw and write the numbers (transfer_demo.png/.pdf/.json under --out).
 
     from scripts.transfer_demo_report import report
-    report(jobs, Path("outputs/transfer_demo"), settings, wall_s)   # after scripts.transfer_demo ran the grid
+    report(jobs, Path("outputs/transfer_demo"), settings, wall_s)   # after scripts.transfer_demo trained the grid
 
 The fit is analysis.fit.fit_lr_sweep (A/lr + B lr + C, optimum sqrt(A/B)); the transfer is
 analysis.advise.transfer_lr on the multipliers of the runs' own recorded schedules (re-instantiated
@@ -32,13 +32,8 @@ COLORS = {"constant": "tab:blue", "wsd": "tab:orange", "linear": "tab:green"}
 
 
 def fit_status(fit) -> str:
-    """bracketed / extrapolated / undetermined, as analysis.fit classifies the fitted optimum."""
-    if fit is None:
-        return "undetermined"
-    if hasattr(fit, "status"):
-        return fit.status
-    # analysis.fit before its `status` landed: the same rule from its two flags.
-    return "bracketed" if fit.optimum_inside else "extrapolated" if fit.optimum_determined else "undetermined"
+    """bracketed / extrapolated / undetermined (analysis.fit.LRFit.status); undetermined without a fit."""
+    return "undetermined" if fit is None else fit.status
 
 
 def collect(jobs, runs_dir: Path) -> tuple[pd.DataFrame, dict]:
@@ -54,11 +49,14 @@ def collect(jobs, runs_dir: Path) -> tuple[pd.DataFrame, dict]:
 
 
 def fit_schedules(table: pd.DataFrame) -> dict:
-    """LRFit per schedule over its finite final losses (None with fewer than 3 of them)."""
+    """LRFit per schedule over its finite final losses (None with fewer than 3 of them); the smallest
+    diverged LR of the schedule, if any, is the fit's ceiling (no optimum at or above it)."""
     fits = {}
     for schedule, part in table.groupby("schedule"):
         ok = part[np.isfinite(part["final_val_loss"])]
-        fits[schedule] = fit_lr_sweep(ok["lr"], ok["final_val_loss"]) if ok["lr"].nunique() >= 3 else None
+        diverged = part.loc[~np.isfinite(part["final_val_loss"]), "lr"]
+        fits[schedule] = (fit_lr_sweep(ok["lr"], ok["final_val_loss"], ceiling=diverged.min() if len(diverged)
+                                       else np.inf) if ok["lr"].nunique() >= 3 else None)
     return fits
 
 
@@ -89,7 +87,8 @@ def print_report(table: pd.DataFrame, fits: dict, transfers: dict, settings: dic
         status = fit_status(fit)
         value = f"{fit.optimal_lr:.3g}" if status != "undetermined" else "-"
         r2 = f", R^2 {fit.r2:.3f}" if fit is not None else ""
-        print(f"  {LABELS[schedule]:<26} {value:>9}  ({status}{r2})")
+        after = f"; add {','.join(f'{x:.3g}' for x in fit.next_lrs())} to --lrs" if fit and fit.next_lrs() else ""
+        print(f"  {LABELS[schedule]:<26} {value:>9}  ({status}{r2}{after})")
     source_status = fit_status(fits.get(SOURCE))
     for target, t in transfers.items():
         print(f"\ntransfer {LABELS[SOURCE]} -> {LABELS[target]} (bound, same horizon): "
@@ -127,25 +126,26 @@ def plot(table: pd.DataFrame, fits: dict, transfers: dict, runs: dict, settings:
         if status != "undetermined":
             ax_lr.plot(fit.optimal_lr, fit.predict(fit.optimal_lr), "*", ms=13, color=color,
                        mfc=color if status == "bracketed" else "white",
-                       label=f"fitted optimum {fit.optimal_lr:.3g} ({status})")
+                       label=f"optimum {fit.optimal_lr:.3g} ({status})")
     predicted = transfers["linear"]["predicted_lr"]
     if predicted is not None:
         ax_lr.axvline(predicted, color="black", ls="--", lw=1.2,
-                      label=f"linear optimum predicted from WSD: {predicted:.3g}")
+                      label=f"linear optimum predicted from WSD-0.2: {predicted:.3g}")
     if best_lr is not None:
         ax_curve.set_title(f"validation loss at peak LR {best_lr:.3g} (best WSD run)", fontsize=9)
     ax_curve.set_xlabel("step")
     ax_curve.set_ylabel("validation loss (nats)")
     lo = np.nanmin(table["final_val_loss"]) if table["final_val_loss"].notna().any() else None
     if lo is not None:   # the warmup's first points would squash the end of the curves
-        ax_curve.set_ylim(lo - 0.1, lo + 1.5)
+        ax_curve.set_ylim(lo - 0.05, lo + 1.0)
     ax_lr.set_xscale("log")
     ax_lr.set_xlabel("peak LR")
     ax_lr.set_ylabel("final validation loss (nats)")
     ax_lr.set_title(f"final loss vs peak LR, T = {settings['total_steps']} steps; fits A/lr + B lr + C", fontsize=9)
     for ax in (ax_curve, ax_lr):
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    ax_curve.legend(fontsize=7, loc="upper right")
+    ax_lr.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)   # below: the fits fill the axes
     fig.suptitle(f"{settings['model']} on the embedded corpus, {settings['tokens_per_step']} tokens/step",
                  fontsize=10)
     return save_figure(fig, path)
@@ -163,7 +163,7 @@ def _jsonable(value):
     return value
 
 
-def report(jobs, out: Path, settings: dict, wall_s: float) -> dict:
+def report(jobs, out: Path, settings: dict, wall_s: float, reused: int = 0) -> dict:
     """Fit, transfer, print, plot and write <out>/transfer_demo.json; returns the JSON's content."""
     table, runs = collect(jobs, out / "runs")
     configs = {job.schedule: runs[job.name].schedule_config for job in jobs if runs[job.name] is not None}
@@ -179,12 +179,13 @@ def report(jobs, out: Path, settings: dict, wall_s: float) -> dict:
     transfers = transfer(fits, configs)
     print_report(table, fits, transfers, settings)
     figures = plot(table, fits, transfers, runs, settings, out / "transfer_demo")
-    result = {"settings": settings, "wall_s": wall_s, "schedules": configs,
+    result = {"settings": settings, "wall_s": wall_s, "reused_runs": reused, "schedules": configs,
               "runs": table.to_dict(orient="records"),
               "fits": {s: None if f is None else {"A": f.A, "B": f.B, "C": f.C, "optimal_lr": f.optimal_lr,
                                                   "status": fit_status(f), "r2": f.r2} for s, f in fits.items()},
               "transfer_from": SOURCE, "transfer": transfers}
     result = _jsonable(result)
     (out / "transfer_demo.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nwrote {', '.join(str(p) for p in figures)}, {out / 'transfer_demo.json'} ({wall_s / 60:.1f} min)")
+    print(f"\nwrote {', '.join(str(p) for p in figures)}, {out / 'transfer_demo.json'} ({wall_s / 60:.1f} min, "
+          f"{reused} of {len(jobs)} runs reused from an earlier call)")
     return result

@@ -98,8 +98,12 @@ def test_rerun_reuses_finished_runs(smoke, monkeypatch, capsys):
     out, result = smoke
     monkeypatch.setattr(train_module, "train", lambda *a, **k: pytest.fail("retrained a finished run"))
     again = transfer_demo.main(["--smoke", "--out", str(out)])
-    assert {k: v for k, v in again.items() if k != "wall_s"} == {k: v for k, v in result.items() if k != "wall_s"}
+    varying = ("wall_s", "reused_runs")
+    assert {k: v for k, v in again.items() if k not in varying} == {k: v for k, v in result.items() if k not in varying}
+    assert (result["reused_runs"], again["reused_runs"]) == (0, len(result["runs"]))
     assert capsys.readouterr().out.count("finished earlier, reused") == len(result["runs"])
+    with pytest.raises(ValueError, match="trained with other settings"):   # never mixes two grids
+        transfer_demo.main(["--smoke", "--out", str(out), "trainer.max_steps=14"])
 
 
 def test_bad_input_names_the_fix(tmp_path):
