@@ -50,9 +50,8 @@ def _cooldown(config: dict, fraction: float) -> dict:
 
 
 def _dropped(base: np.ndarray, keep: int, cool: int, rho: float, final: float) -> np.ndarray:
-    """`base` (peak-1 multipliers) scaled by rho from step `keep` on: the plateau or decay before the
-    cooldown (starting at `cool`) by rho, the cooldown so that it starts from rho x its level and still
-    ends at `final`."""
+    """`base` (peak-1) scaled by rho from step `keep` until its cooldown starts (step `cool`); the cooldown
+    then starts from rho x its level and still ends at `final`."""
     out = base.copy()
     out[keep:cool] *= rho
     level = base[cool] if cool < base.size else 1.0
@@ -163,13 +162,13 @@ def extension_options(schedule_config, lr, new_steps, tuned_lr=None, G=1.0, D=1.
                      "overrides": None if inline else hydra_overrides(config, None, [
                          f"optimizer.lr={peak!r}" if kind == "continuation" else f"optimizer.lr={peak:.4g}"])})
 
-    def restart(config):            # the tuned LR transferred to the schedule at T2
-        return tuned_lr * optimal_lr(shape_of(config), G, D)[0] / gamma_1
-
+    restart = lambda config: tuned_lr * optimal_lr(shape_of(config), G, D)[0] / gamma_1    # the tuned LR, at T2
     same = with_args(schedule_config, total_steps=T2)
-    if plan is None:
-        add("same LR (baseline)", same, lr, "restart", f"{schedule_label(schedule_config)}: the LR already "
-            f"decayed to {old_shape[-1]:.3g}x the peak by step {T1}, so no continuation keeps the run's state")
+    if plan is None:        # a decayed LR; or a shape (e.g. FromArray) without a rule for its kept part
+        why = (f"the LR already decayed to {old_shape[-1]:.3g}x the peak by step {T1}" if old_shape[-1] < 0.5
+               else "a continuation is defined for WSD, constant, 1/sqrt and two-stage WSD runs only")
+        add("same LR (baseline)", same, lr, "restart", f"{schedule_label(schedule_config)}: {why}, so no "
+            "continuation keeps the run's state")
     else:
         add("same LR (baseline)", baseline, lr, "continuation", f"keeps steps < {keep}")
     add("same schedule, LR rescaled (restart)", same, restart(same), "restart", "the LR changes from step 0")
