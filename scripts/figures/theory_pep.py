@@ -18,7 +18,8 @@ SDP solved here with cvxpy's bundled Clarabel (no PEPit, no MOSEK):
 The time index is the bound's (analysis.bound): Omega_t uses eta_1..eta_t, and x_t has taken the steps
 eta_1..eta_{t-1}, so worst_case_curve(lr, [t]) uses lr[:t - 1] where bound_curve(lr, horizons=[t])
 uses lr[:t]. (The paper's scripts/lower_bound.py steps with eta_2..eta_t instead, one step later;
-the two agree before WSD's cooldown and the paper's curve sits slightly lower within it.)
+the two agree before WSD's cooldown and the paper's curve sits slightly lower within it: with its
+indexing this SDP gives its published PEPit + MOSEK values at t = 51, 56, 60 to 1e-8.)
 """
 from __future__ import annotations
 
@@ -157,7 +158,7 @@ def fig7(ctx):
     ax.set_yscale("log")
     ax.yaxis.set_major_formatter(FuncFormatter(_plain))
     ax.yaxis.set_minor_formatter(FuncFormatter(lambda y, _: _plain(y) if _leading_digit(y) in (2, 3, 5) else ""))
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))
     finish(ax, "step", "f(x_t) - f*",
            f"Fig. 7: {name}, T = {T}, peak LR $\\gamma^*$ = {gamma:.4f} (D = G = 1)", loc="upper right")
     numbers = {"schedule": name, "T": T, "D": 1.0, "G": 1.0, "gamma_star": gamma, "omega_star": omega,
