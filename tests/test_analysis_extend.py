@@ -235,6 +235,7 @@ def overrides_of(out: str, option: str) -> str:
     return lines[lines.index(f"  {option}:") + 1].strip()
 
 
+@pytest.mark.slow     # trains the tiny run
 def test_tiny_runs_start_from_existing_checkpoints(tiny_runs, tmp_path, capsys):
     parent, child = tiny_runs
     # The constant run keeps all 24 steps: its final checkpoint starts the continuation.
@@ -255,6 +256,7 @@ def test_tiny_runs_start_from_existing_checkpoints(tiny_runs, tmp_path, capsys):
     assert "repeats steps 16-18" in out and "step_0000024" not in out
 
 
+@pytest.mark.slow     # trains the tiny run
 def test_tiny_run_without_the_checkpoint_and_with_two_validation_points(tiny_runs, tmp_path, capsys):
     parent, child = tiny_runs
     copy = tmp_path / "parent"
