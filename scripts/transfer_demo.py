@@ -50,10 +50,10 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 import train
-from data.prepare import compose
 from scripts.transfer_demo_report import report
 from training import checkpoint
 from training.metrics import read_metrics
+from training.setup import compose
 
 COOLDOWN = 0.2                                    # the WSD cooldown fraction the advisor is tuned on
 LRS = (1e-3, 1.6e-3, 2.5e-3, 4e-3, 6.4e-3)    # geometric (factor 1.6); above ~1e-2 the model stalls early

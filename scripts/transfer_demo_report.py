@@ -60,18 +60,37 @@ def fit_schedules(table: pd.DataFrame) -> dict:
     return fits
 
 
+def leave_one_out(fit) -> tuple[float, float] | None:
+    """(min, max) of the optimum over the refits that each leave one LR out (with >= 4 LRs; undetermined
+    refits are skipped): how much the fitted optimum rests on any single run."""
+    if fit is None or fit.lrs.size < 4:
+        return None
+    refits = [fit_lr_sweep(np.delete(fit.lrs, i), np.delete(fit.losses, i), ceiling=fit.ceiling)
+              for i in range(fit.lrs.size)]
+    optima = [r.optimal_lr for r in refits if r.status != "undetermined"]
+    return (min(optima), max(optima)) if optima else None
+
+
 def transfer(fits: dict, configs: dict) -> dict:
-    """Per target: the bound's factor gamma*_target / gamma*_source, the predicted and measured optima."""
+    """Per target: the bound's factor gamma*_target / gamma*_source, the predicted and measured optima
+    and, with >= 4 LRs, their leave-one-LR-out ranges."""
     source_fit, source_status = fits.get(SOURCE), fit_status(fits.get(SOURCE))
+    source_range = leave_one_out(source_fit) if source_status != "undetermined" else None
     out = {}
     for target in TARGETS:
         factor = transfer_lr(1.0, shape_of(configs[SOURCE]), shape_of(configs[target]))
         target_fit = fits.get(target)
         predicted = factor * source_fit.optimal_lr if source_status != "undetermined" else None
         measured = target_fit.optimal_lr if fit_status(target_fit) != "undetermined" else None
+        measured_range = leave_one_out(target_fit) if measured else None
+        ratio_range = None
+        if source_range and measured_range:
+            ratio_range = (factor * source_range[0] / measured_range[1], factor * source_range[1] / measured_range[0])
         out[target] = {"theory_factor": factor, "predicted_lr": predicted, "measured_lr": measured,
                        "measured_status": fit_status(target_fit),
-                       "predicted/measured": predicted / measured if predicted and measured else None}
+                       "predicted/measured": predicted / measured if predicted and measured else None,
+                       "predicted_range": [factor * x for x in source_range] if source_range else None,
+                       "measured_range": measured_range, "ratio_range": ratio_range}
     return out
 
 
@@ -87,6 +106,8 @@ def print_report(table: pd.DataFrame, fits: dict, transfers: dict, settings: dic
         status = fit_status(fit)
         value = f"{fit.optimal_lr:.3g}" if status != "undetermined" else "-"
         r2 = f", R^2 {fit.r2:.3f}" if fit is not None else ""
+        loo = leave_one_out(fit) if status != "undetermined" else None
+        r2 += f", leave-one-LR-out {loo[0]:.3g}-{loo[1]:.3g}" if loo else ""
         after = f"; add {','.join(f'{x:.3g}' for x in fit.next_lrs())} to --lrs" if fit and fit.next_lrs() else ""
         print(f"  {LABELS[schedule]:<26} {value:>9}  ({status}{r2}{after})")
     source_status = fit_status(fits.get(SOURCE))
@@ -100,7 +121,9 @@ def print_report(table: pd.DataFrame, fits: dict, transfers: dict, settings: dic
             f"undetermined (the {LABELS[target]} sweep has no optimum inside the grid)"
         print(f"  predicted optimum {t['predicted_lr']:.3g}   measured optimum {measured}")
         if t["predicted/measured"]:
-            print(f"  predicted / measured = {t['predicted/measured']:.3f}")
+            spread = " ({:.2f}-{:.2f} over the leave-one-LR-out fits)".format(*t["ratio_range"]) \
+                if t["ratio_range"] else ""
+            print(f"  predicted / measured = {t['predicted/measured']:.3f}{spread}")
 
 
 def plot(table: pd.DataFrame, fits: dict, transfers: dict, runs: dict, settings: dict, path: Path) -> list[Path]:
@@ -182,7 +205,9 @@ def report(jobs, out: Path, settings: dict, wall_s: float, reused: int = 0) -> d
     result = {"settings": settings, "wall_s": wall_s, "reused_runs": reused, "schedules": configs,
               "runs": table.to_dict(orient="records"),
               "fits": {s: None if f is None else {"A": f.A, "B": f.B, "C": f.C, "optimal_lr": f.optimal_lr,
-                                                  "status": fit_status(f), "r2": f.r2} for s, f in fits.items()},
+                                                  "status": fit_status(f), "r2": f.r2,
+                                                  "leave_one_out": leave_one_out(f) if fit_status(f) != "undetermined"
+                                                  else None} for s, f in fits.items()},
               "transfer_from": SOURCE, "transfer": transfers}
     result = _jsonable(result)
     (out / "transfer_demo.json").write_text(json.dumps(result, indent=2) + "\n")

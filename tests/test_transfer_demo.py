@@ -18,6 +18,7 @@ import train as train_module
 from analysis.advise import transfer_lr
 from analysis.fit import fit_lr_sweep
 from scripts import transfer_demo
+from scripts.transfer_demo_report import leave_one_out
 from training.metrics import read_metrics
 
 pytestmark = pytest.mark.slow
@@ -104,6 +105,18 @@ def test_rerun_reuses_finished_runs(smoke, monkeypatch, capsys):
     assert capsys.readouterr().out.count("finished earlier, reused") == len(result["runs"])
     with pytest.raises(ValueError, match="trained with other settings"):   # never mixes two grids
         transfer_demo.main(["--smoke", "--out", str(out), "trainer.max_steps=14"])
+
+
+def test_leave_one_out_range_of_an_exact_sweep_is_its_optimum():
+    """Losses exactly A/lr + B lr + C: every refit without one LR recovers sqrt(A/B); with one point off
+    the curve the refits that keep it move, and the range opens around the true optimum."""
+    A, B, C, lrs = 2e-4, 40.0, 3.7, np.geomspace(1e-3, 8e-3, 5)
+    exact = A / lrs + B * lrs + C
+    low, high = leave_one_out(fit_lr_sweep(lrs, exact))
+    assert low == pytest.approx(math.sqrt(A / B), rel=1e-6) and high == pytest.approx(math.sqrt(A / B), rel=1e-6)
+    low, high = leave_one_out(fit_lr_sweep(lrs, exact + np.r_[0, 0, 0, 0, 0.05]))
+    assert low < math.sqrt(A / B) * 0.999 and high >= math.sqrt(A / B) * (1 - 1e-6)   # the refit without it is exact
+    assert leave_one_out(fit_lr_sweep(lrs[:3], exact[:3])) is None   # 3 LRs: no refit has 3 points
 
 
 def test_bad_input_names_the_fix(tmp_path):
