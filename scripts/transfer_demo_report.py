@@ -89,6 +89,7 @@ def transfer(fits: dict, configs: dict) -> dict:
         out[target] = {"theory_factor": factor, "predicted_lr": predicted, "measured_lr": measured,
                        "measured_status": fit_status(target_fit),
                        "predicted/measured": predicted / measured if predicted and measured else None,
+                       "measured_factor": measured / source_fit.optimal_lr if predicted and measured else None,
                        "predicted_range": [factor * x for x in source_range] if source_range else None,
                        "measured_range": measured_range, "ratio_range": ratio_range}
     return out
@@ -118,12 +119,13 @@ def print_report(table: pd.DataFrame, fits: dict, transfers: dict, settings: dic
             print(f"  no prediction: the {LABELS[SOURCE]} optimum is {source_status}; widen --lrs on its open side")
             continue
         measured = f"{t['measured_lr']:.3g} ({t['measured_status']})" if t["measured_lr"] else \
-            f"undetermined (the {LABELS[target]} sweep has no optimum inside the grid)"
+            f"undetermined (this grid does not pin down the {LABELS[target]} optimum; see the LRs to add above)"
         print(f"  predicted optimum {t['predicted_lr']:.3g}   measured optimum {measured}")
         if t["predicted/measured"]:
-            spread = " ({:.2f}-{:.2f} over the leave-one-LR-out fits)".format(*t["ratio_range"]) \
+            spread = " ({:.2f}-{:.2f} combining leave-one-LR-out fits)".format(*t["ratio_range"]) \
                 if t["ratio_range"] else ""
             print(f"  predicted / measured = {t['predicted/measured']:.3f}{spread}")
+            print(f"  measured optimum {target} / {SOURCE} = {t['measured_factor']:.3f} (the bound: {t['theory_factor']:.3f})")
 
 
 def plot(table: pd.DataFrame, fits: dict, transfers: dict, runs: dict, settings: dict, path: Path) -> list[Path]:
@@ -211,6 +213,6 @@ def report(jobs, out: Path, settings: dict, wall_s: float, reused: int = 0) -> d
               "transfer_from": SOURCE, "transfer": transfers}
     result = _jsonable(result)
     (out / "transfer_demo.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nwrote {', '.join(str(p) for p in figures)}, {out / 'transfer_demo.json'} ({wall_s / 60:.1f} min, "
-          f"{reused} of {len(jobs)} runs reused from an earlier call)")
+    print(f"\nwrote {figures[0].with_suffix('')}.png/.pdf, {out / 'transfer_demo.json'}\n"
+          f"{wall_s / 60:.1f} min; {reused} of {len(jobs)} runs reused from an earlier call")
     return result

@@ -91,6 +91,7 @@ def test_fits_and_transfer_follow_from_the_runs(smoke):
             assert t["predicted_lr"] == pytest.approx(expected, rel=1e-9)
         if t["predicted_lr"] is not None and t["measured_lr"] is not None:
             assert t["predicted/measured"] == pytest.approx(t["predicted_lr"] / fits[target].optimal_lr, rel=1e-9)
+            assert t["measured_factor"] == pytest.approx(fits[target].optimal_lr / fits["wsd"].optimal_lr, rel=1e-9)
     # The linear-decay optimum of the bound is above WSD-0.2's (THEORY.md section 2: ln ratio > 0).
     assert result["transfer"]["linear"]["theory_factor"] > 1.0
 
