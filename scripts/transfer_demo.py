@@ -80,6 +80,7 @@ class Job:
     schedule: str
     lr: float
     overrides: list = field(default_factory=list)
+    parent: str | None = None       # the run a cooldown branches from
 
     @property
     def name(self) -> str:
@@ -102,10 +103,12 @@ def plan(lrs, base: list[str], runs_dir: Path) -> list[Job]:
         raise ValueError(f"the cooldown starts at step {branch}, inside the warmup of {wsd.warmup_steps} steps; "
                          "raise trainer.max_steps or lower trainer.warmup_steps")
     jobs = []
-    for lr in sorted(lrs):
+    for lr in sorted(set(lrs)):
         parent = Job("constant", lr, [f"trainer.checkpoint_interval={branch}"])
         ckpt = checkpoint.checkpoint_dir(runs_dir / parent.name, branch)
-        jobs += [parent, Job("wsd", lr, [f"trainer.init_from={ckpt}"]), Job("linear", lr)]
+        jobs += [parent, Job("wsd", lr, [f"trainer.init_from={ckpt}"], parent=parent.name), Job("linear", lr)]
+    if len({job.name for job in jobs}) < len(jobs):
+        raise ValueError(f"--lrs {lrs}: two LRs agree to 3 significant digits (run names use 3); space them further")
     return jobs
 
 
@@ -134,6 +137,12 @@ def run_jobs(jobs: list[Job], base: list[str], runs_dir: Path) -> int:
                                  "(or delete that folder) to train the grid with these settings")
             print(f"[{i}/{len(jobs)}] {job.name}: finished earlier, reused", flush=True)
             reused += 1
+            continue
+        if job.parent and (runs_dir / job.parent / DIVERGED).exists():
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+            (run_dir / DIVERGED).write_text(f"not trained: its parent {job.parent} diverged\n")
+            print(f"[{i}/{len(jobs)}] {job.name}: not trained, its parent diverged (left out of the fits)", flush=True)
             continue
         if run_dir.exists() and checkpoint.latest_checkpoint(run_dir) is None:
             shutil.rmtree(run_dir)    # interrupted before its first checkpoint: its partial log would mix in

@@ -125,7 +125,8 @@ def print_report(table: pd.DataFrame, fits: dict, transfers: dict, settings: dic
             spread = " ({:.2f}-{:.2f} combining leave-one-LR-out fits)".format(*t["ratio_range"]) \
                 if t["ratio_range"] else ""
             print(f"  predicted / measured = {t['predicted/measured']:.3f}{spread}")
-            print(f"  measured optimum {target} / {SOURCE} = {t['measured_factor']:.3f} (the bound: {t['theory_factor']:.3f})")
+            print(f"  measured optimum {target} / {SOURCE} = {t['measured_factor']:.3f} "
+                  f"(the bound: {t['theory_factor']:.3f})")
 
 
 def plot(table: pd.DataFrame, fits: dict, transfers: dict, runs: dict, settings: dict, path: Path) -> list[Path]:

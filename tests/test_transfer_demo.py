@@ -10,6 +10,7 @@ import json
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
@@ -18,7 +19,7 @@ import train as train_module
 from analysis.advise import transfer_lr
 from analysis.fit import fit_lr_sweep
 from scripts import transfer_demo
-from scripts.transfer_demo_report import leave_one_out
+from scripts.transfer_demo_report import fit_schedules, leave_one_out
 from training.metrics import read_metrics
 
 pytestmark = pytest.mark.slow
@@ -108,6 +109,23 @@ def test_rerun_reuses_finished_runs(smoke, monkeypatch, capsys):
         transfer_demo.main(["--smoke", "--out", str(out), "trainer.max_steps=14"])
 
 
+def test_a_diverged_run_is_left_out_and_caps_its_fit(tmp_path, monkeypatch):
+    """The cooldown of a diverged constant run is not trained (it has no parent state to start from),
+    and a diverged LR is the ceiling of its schedule's fit: no optimum at or above it."""
+    monkeypatch.setattr(train_module, "train", lambda *a, **k: pytest.fail("trained a branch of a diverged run"))
+    jobs = transfer_demo.plan(transfer_demo.SMOKE_LRS, list(transfer_demo.SMOKE), tmp_path)
+    parent, branch = jobs[-3], jobs[-2]
+    assert (parent.schedule, branch.schedule, branch.parent) == ("constant", "wsd", parent.name)
+    (tmp_path / parent.name).mkdir()
+    (tmp_path / parent.name / transfer_demo.DIVERGED).write_text("loss is nan at step 7\n")
+    assert transfer_demo.run_jobs([branch], list(transfer_demo.SMOKE), tmp_path) == 0
+    assert transfer_demo.finished(tmp_path / branch.name)
+    table = pd.DataFrame({"schedule": "wsd", "lr": [1e-3, 2e-3, 4e-3, 8e-3, 1.6e-2],
+                          "final_val_loss": [4.2, 4.0, 3.9, 4.0, np.nan]})
+    fit = fit_schedules(table)["wsd"]
+    assert fit.ceiling == 1.6e-2 and list(fit.lrs) == [1e-3, 2e-3, 4e-3, 8e-3]
+
+
 def test_leave_one_out_range_of_an_exact_sweep_is_its_optimum():
     """Losses exactly A/lr + B lr + C: every refit without one LR recovers sqrt(A/B); with one point off
     the curve the refits that keep it move, and the range opens around the true optimum."""
@@ -125,5 +143,7 @@ def test_bad_input_names_the_fix(tmp_path):
         transfer_demo.main(["--smoke", "--out", str(tmp_path), "--lrs", "1e-3,2e-3"])
     with pytest.raises(SystemExit):
         transfer_demo.main(["--smoke", "--out", str(tmp_path), "--lrs", "1e-3,fast"])
+    with pytest.raises(ValueError, match="agree to 3 significant digits"):
+        transfer_demo.main(["--smoke", "--out", str(tmp_path), "--lrs", "1e-3,2e-3,2.0001e-3"])
     with pytest.raises(SystemExit, match="positive number of CPU threads"):
         transfer_demo.main(["--smoke", "--out", str(tmp_path), "--threads", "0"])
