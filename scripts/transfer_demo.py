@@ -1,7 +1,7 @@
 """The whole loop on a laptop: train an LR grid on CPU, let the advisor transfer the WSD optimum to
 linear decay, and compare the prediction with the measured optimum.
 
-    python -m scripts.transfer_demo                     # the full demo: 15 runs, 7-10 min on 2 shared cores
+    python -m scripts.transfer_demo                     # the full demo: 15 runs, 5-10 min on 2 shared cores
     python -m scripts.transfer_demo --out outputs/td    # elsewhere; rerunning resumes (finished runs are reused)
     python -m scripts.transfer_demo --smoke             # 3 LRs of a micro model, seconds (what the tests run)
 
@@ -35,8 +35,8 @@ final validation loss in nats as constant / WSD-0.2 / linear decay):
   LR 1.6e-2 -> 4.808 / 4.771 / 4.842; a 60-step warmup does not remove the stall at 1.1e-2), a failure
   the convex theory does not model; the grid stays below it. Theory (analysis.bound at T = 1200,
   warmup 60): gamma*(linear) / gamma*(WSD-0.2) = 1.90, so the grid spans 6.4x to bracket both optima.
-Measured with these settings (2026-11-30, nice -n 10, load 5-7; two fresh runs gave identical losses,
-7 min 19 s and 9 min 27 s wall): WSD-0.2 ends below constant LR at every LR (0.03-0.15 nats); fitted
+Measured with these settings (2026-11-30, nice -n 10; three fresh runs gave identical losses, 5 min 2 s,
+7 min 19 s and 9 min 27 s wall at a load of 3, 5-7 and 5-9 from other jobs): WSD-0.2 ends below constant LR at every LR (0.03-0.15 nats); fitted
 optima (all bracketed) constant 2.19e-3, WSD-0.2 2.98e-3, linear 3.95e-3; linear predicted from WSD-0.2
 5.65e-3, predicted / measured 1.43 (1.07-2.02 over the leave-one-LR-out fits); constant predicted
 1.97e-3, predicted / measured 0.90.
