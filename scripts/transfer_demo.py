@@ -36,10 +36,10 @@ final validation loss in nats as constant / WSD-0.2 / linear decay):
   the convex theory does not model; the grid stays below it. Theory (analysis.bound at T = 1200,
   warmup 60): gamma*(linear) / gamma*(WSD-0.2) = 1.90, so the grid spans 6.4x to bracket both optima.
 Measured with these settings (2026-11-30, nice -n 10; three fresh runs gave identical losses, 5 min 2 s,
-7 min 19 s and 9 min 27 s wall at a load of 3, 5-7 and 5-9 from other jobs): WSD-0.2 ends below constant LR at every LR (0.03-0.15 nats); fitted
-optima (all bracketed) constant 2.19e-3, WSD-0.2 2.98e-3, linear 3.95e-3; linear predicted from WSD-0.2
-5.65e-3, predicted / measured 1.43 (1.07-2.02 over the leave-one-LR-out fits); constant predicted
-1.97e-3, predicted / measured 0.90.
+7 min 19 s and 9 min 27 s wall at a load of 3, 5-7 and 5-9 from other jobs): WSD-0.2 ends below
+constant LR at every LR (by 0.03-0.15 nats); fitted optima (all bracketed) constant 2.19e-3, WSD-0.2
+2.98e-3, linear 3.95e-3; linear predicted from WSD-0.2 5.65e-3, predicted / measured 1.43 (1.07-2.02
+combining leave-one-LR-out fits); constant predicted 1.97e-3, predicted / measured 0.90.
 """
 from __future__ import annotations
 
