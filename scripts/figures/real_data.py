@@ -19,8 +19,8 @@ from matplotlib.lines import Line2D
 
 from analysis.groups import describe
 from scripts.figures.common import FigureSpec
-from scripts.figures.real_runs import (by_model, category_colors, final_loss, fit_numbers, fit_start, load_runs,
-                                       loss_ylim, model_label, overlay, shade, steps_label, style_handles)
+from scripts.figures.real_runs import (by_model, category_colors, final_loss, finish_loss_axes, fit_numbers, fit_start,
+                                       load_runs, loss_ylim, model_label, overlay, shade, steps_label)
 from scripts.figures.real_sweep import fig12, fig21
 
 EXTENSION_LOGS = ("the paper's continued-training logs (fabian-sp/lr-scheduling, data/horizon_transfer/"
@@ -80,12 +80,8 @@ def fig1a(ctx):
                              label=f"{name}, lr {lrs}, T = {', '.join(steps_label(T) for T in horizons)}"))
     fit, records = overlay(ax, entries, G_MODEL)
     loss_ylim(ax, records)
-    ax.set_xlabel("step")
-    ax.set_ylabel("validation loss (nats)")
-    ax.set_title(f"{model}: validation loss at several horizons (lighter: shorter), "
-                 f"one bound fitted to all (R$^2$ {fit.r2:.3f})", fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(handles=legend + style_handles(), fontsize=7, loc="upper right")
+    finish_loss_axes(ax, f"{model}: validation loss at several horizons (lighter: shorter), "
+                         f"one bound fitted to all (R$^2$ {fit.r2:.3f})", legend)
     finals = {name: {str(T): final_loss(run) for T, run in horizons.items()} for name, horizons in families.items()}
     return fig, {"model": model, "curves": records, "fit": fit_numbers(fit, fit_start(max(r["total_steps"] for r in records))),
                  "final_val_loss": finals, "not_shown": not_shown}
@@ -130,13 +126,8 @@ def fig10(ctx):
     fit, records = overlay(ax, entries, G_MODEL)
     loss_ylim(ax, records)
     ax.axvline(parent.total_steps, color="0.5", lw=0.8, ls=":")
-    ax.set_xlabel("step")
-    ax.set_ylabel("validation loss (nats)")
-    ax.set_title(f"{model_label(parent)}: continued training from "
-                 f"T = {steps_label(parent.total_steps)} (dotted), bound fitted jointly", fontsize=9)
-    ax.grid(alpha=0.3)
-    handles, _ = ax.get_legend_handles_labels()
-    ax.legend(handles=handles + style_handles(), fontsize=7, loc="upper right")
+    finish_loss_axes(ax, f"{model_label(parent)}: continued training from "
+                         f"T = {steps_label(parent.total_steps)} (dotted), bound fitted jointly")
     # The paper's comparison: at each new horizon, each schedule's final loss minus the same-schedule
     # ("same LR") continuation's, negative where the theory's schedule helped.
     same = describe(parent.schedule_config)

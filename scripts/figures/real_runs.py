@@ -113,6 +113,17 @@ def style_handles(measured="measured (validation loss)", bound="fitted bound C +
             Line2D([], [], color="black", lw=1.4, ls="--", label=bound)]
 
 
+def finish_loss_axes(ax, title: str, legend=None):
+    """Axis labels, title, grid and a legend (`legend` handles, else the axes' own) followed by the
+    measured / fitted-bound style entries, as every real-data loss-curve panel has them."""
+    ax.set_xlabel("step")
+    ax.set_ylabel("validation loss (nats)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    handles = legend if legend is not None else ax.get_legend_handles_labels()[0]
+    ax.legend(handles=handles + style_handles(), fontsize=7, loc="upper right")
+
+
 def subsample(steps, *values, n: int = MAX_POINTS):
     """At most n points, evenly spaced in index, the last one always kept."""
     steps = np.asarray(steps)

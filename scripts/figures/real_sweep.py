@@ -27,8 +27,8 @@ from analysis.advise import shape_of, transfer_lr
 from analysis.bound import optimal_lr
 from analysis.fit import fit_lr_sweep
 from analysis.groups import group_runs
-from scripts.figures.real_runs import (by_model, category_colors, final_loss, fit_numbers, fit_start, load_runs,
-                                       loss_ylim, overlay, steps_label, style_handles)
+from scripts.figures.real_runs import (by_model, category_colors, final_loss, finish_loss_axes, fit_numbers, fit_start,
+                                       load_runs, loss_ylim, overlay, steps_label)
 
 REFERENCE = "WSD, 20% linear cooldown"    # the paper's tuned schedule, the source of the transfer
 DIVERGED_MARGIN = 1.0    # nats above the sweep's best final loss: a run that ended there diverged
@@ -179,12 +179,7 @@ def fig21(ctx):
     # exp_power G_t: R^2 0.991 on the paper's sweep vs 0.980 with a constant G, but ~70 s on 2 cores
     fit, records = overlay(ax, entries, "constant" if ctx.small else "exp_power")
     loss_ylim(ax, records)
-    ax.set_xlabel("step")
-    ax.set_ylabel("validation loss (nats)")
-    ax.set_title(f"{model}, T = {steps_label(T)} steps, peak LR {lr:g}: {len(records)} schedules, "
-                 f"one bound fitted to all (R$^2$ {fit.r2:.3f})", fontsize=9)
-    ax.grid(alpha=0.3)
-    handles, _ = ax.get_legend_handles_labels()
-    ax.legend(handles=handles + style_handles(), fontsize=7, loc="upper right")
+    finish_loss_axes(ax, f"{model}, T = {steps_label(T)} steps, peak LR {lr:g}: {len(records)} schedules, "
+                         f"one bound fitted to all (R$^2$ {fit.r2:.3f})")
     return fig, {"model": model, "total_steps": T, "peak_lr": lr, "curves": records,
                  "fit": fit_numbers(fit, fit_start(T))}
