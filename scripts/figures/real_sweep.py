@@ -11,7 +11,8 @@ fig12  (main text, LR transfer across schedules) left: final validation loss vs 
 fig21  (appendix) the loss curve of each schedule at one peak LR (the one most schedules ran, 1e-3 in
        the paper's grid), over one bound fitted to all of them (analysis.fit.fit_bound: shared C, M and
        G_t model).
-The sweep: runs grouped by schedule shape (analysis.groups.group_runs) per model, keeping the schedules
+The sweep: runs grouped by schedule shape (analysis.groups.group_runs) per model, each made a sweep by
+the advisor (analysis.advise.make_sweep: diverged runs left out, the optimum classified), keeping the schedules
 with final losses at >= 3 peak LRs; of the (model, horizon) pairs the one with the most such schedules.
 """
 from __future__ import annotations
@@ -23,27 +24,15 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from analysis.advise import shape_of, transfer_lr
+from analysis.advise import make_sweep, shape_of, transfer_lr
 from analysis.bound import optimal_lr
-from analysis.fit import fit_lr_sweep
 from analysis.groups import group_runs
 from scripts.figures.real_runs import (by_model, category_colors, final_loss, finish_loss_axes, fit_numbers, fit_start,
                                        load_runs, loss_ylim, overlay, steps_label)
 
 REFERENCE = "WSD, 20% linear cooldown"    # the paper's tuned schedule, the source of the transfer
-DIVERGED_MARGIN = 1.0    # nats above the sweep's best final loss: a run that ended there diverged
 MAX_EXTRAPOLATION = 2.0  # a fitted optimum further than this factor outside the swept LRs is not shown
 TRANSFER_BAND = 1.5      # the right panel's dotted band: transferred / fitted within this factor
-
-
-def _sweep_points(group):
-    """(lrs, losses, diverged lrs) of a group, by LR; a diverged run is left out of the fit."""
-    pairs = sorted((run.peak_lr, final_loss(run)) for run in group.runs if run.peak_lr)
-    finite = [loss for _, loss in pairs if math.isfinite(loss)]
-    best = min(finite) if finite else math.nan
-    kept = [(lr, loss) for lr, loss in pairs if math.isfinite(loss) and loss <= best + DIVERGED_MARGIN]
-    diverged = [lr for lr, loss in pairs if (lr, loss) not in kept]
-    return [p[0] for p in kept], [p[1] for p in kept], diverged
 
 
 def sweep(ctx):
@@ -55,9 +44,12 @@ def sweep(ctx):
         for T in sorted({r.total_steps for r in members}):   # one horizon at a time: names need no "T = ..."
             fitted = []
             for group in group_runs([r for r in members if r.total_steps == T]):
-                lrs, losses, diverged = _sweep_points(group)
-                if len(set(lrs)) >= 3:
-                    fitted.append((group, lrs, losses, diverged, fit_lr_sweep(lrs, losses)))
+                # the advisor's own rules: diverged runs left out, the optimum classified
+                swept = make_sweep(group.runs, max_extrapolation=MAX_EXTRAPOLATION, name=group.name)
+                if swept.fit is not None:
+                    counted = {id(r) for r in swept.counted}
+                    diverged = sorted(r.peak_lr for r in group.runs if id(r) not in counted)
+                    fitted.append((group, swept.lrs, swept.losses, diverged, swept.fit))
             if fitted:
                 candidates.append((model, T, fitted))
     if not candidates:
@@ -68,13 +60,9 @@ def sweep(ctx):
 
 
 def fitted_optimum(fit) -> float:
-    """The fit's optimal LR if the sweep pins it down: inside the swept LRs, or within a factor
-    MAX_EXTRAPOLATION outside with curvature on both sides (A, B > 0); else NaN (e.g. a sweep whose
-    loss still falls at its largest LR)."""
-    opt = fit.optimal_lr
-    if fit.A > 0 and fit.B > 0 and fit.lrs.min() / MAX_EXTRAPOLATION <= opt <= fit.lrs.max() * MAX_EXTRAPOLATION:
-        return float(opt)
-    return math.nan
+    """The fit's optimal LR if the sweep pins it down (status bracketed, or extrapolated within
+    MAX_EXTRAPOLATION with curvature on both sides: analysis.fit.LRFit.status), else NaN."""
+    return float(fit.optimal_lr) if fit.status in ("bracketed", "extrapolated") else math.nan
 
 
 def _reference(groups):
@@ -84,7 +72,7 @@ def _reference(groups):
     if not usable:
         raise ValueError("no schedule of the sweep has a fitted optimal LR (every fit is monotone in the LR); "
                          "extend the sweep to larger and smaller LRs")
-    inside = [g for g in usable if g[4].optimum_inside]
+    inside = [g for g in usable if g[4].status == "bracketed"]
     named = [g for g in inside if g[0].name == REFERENCE]
     return (named or inside or usable)[0]
 
@@ -104,13 +92,13 @@ def fig12(ctx):
         left.plot(grid, fit.predict(grid), "-", color=color, lw=1.2)
         if math.isfinite(opt):
             left.plot([opt], [fit.predict(opt)], "o", mfc="none", mec=color, ms=11, mew=1.5)
-            marker = "*" if group is ref[0] else "o" if fit.optimum_inside else "s"
+            marker = "*" if group is ref[0] else "o" if fit.status == "bracketed" else "s"
             right.plot([transferred], [opt], marker, ms=12 if marker == "*" else 8, color=color,
                        mfc="none" if marker == "s" else color, mew=1.5)
         left.plot([transferred], [fit.predict(transferred)], "v", color=color, mec="black", ms=8)
         numbers.append({"schedule": group.name, "config": group.config, "lrs": lrs, "final_losses": losses,
                         "diverged_lrs": diverged, "fit": {"A": fit.A, "B": fit.B, "C": fit.C, "r2": fit.r2},
-                        "fitted_optimal_lr": opt, "bracketed": fit.optimum_inside,
+                        "fitted_optimal_lr": opt, "status": fit.status, "bracketed": fit.status == "bracketed",
                         "theory_gamma": optimal_lr(shape_of(group.config))[0], "transferred_lr": transferred,
                         "transferred_over_fitted": transferred / opt})
     left.set_xscale("log")
