@@ -151,9 +151,11 @@ def cooldown_span(total_steps: int, warmup_steps: int, cooldown_fraction, cooldo
     start = total_steps - n
     if start < warmup_steps:
         raise ValueError(
-            f"{given} starts the cooldown at step {start}, inside the warmup of {warmup_steps} steps; use "
-            f"cooldown_fraction <= {1 - warmup_steps / total_steps:.4g} or cooldown_steps <= "
-            f"{total_steps - warmup_steps} (or schedules.Linear for a decay over the whole run)")
+            f"{given} starts the cooldown at step {start}, inside the warmup of {warmup_steps} steps; shorten "
+            f"the warmup to at most {start} steps (trainer.warmup_steps={start}, or drop that override: its "
+            f"default is 10% of trainer.max_steps), or use cooldown_fraction <= "
+            f"{1 - warmup_steps / total_steps:.4g} or cooldown_steps <= {total_steps - warmup_steps} "
+            "(or schedules.Linear for a decay over the whole run)")
     return start, n
 
 

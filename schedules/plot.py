@@ -1,7 +1,7 @@
 """Plot learning-rate schedules exactly as the trainer builds them (hydra.compose on configs/).
 
     python -m schedules plot schedule=wsd schedule.cooldown_fraction=0.2 schedule=cosine \
-        trainer.max_steps=5000 --out lr.png
+        trainer.max_steps=5000 --out outputs/lr.png
 
 Every `schedule=NAME` token starts a new curve and the `schedule.*=` tokens after it apply to that
 curve (before any `schedule=NAME` they tune config.yaml's default schedule); all other overrides
@@ -11,13 +11,12 @@ actual LR, optimizer.lr x multiplier. PNG, or PDF if --out ends in .pdf.
 import argparse
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # files only, no display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from hydra import compose, initialize_config_dir  # noqa: E402
-from hydra.utils import instantiate  # noqa: E402
+import training.setup  # noqa: F401  registers the configs' resolvers (${warmup:...} of trainer.warmup_steps)
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -47,7 +46,8 @@ def curve_label(curve: list[str], schedule) -> str:
 def plot(overrides: list[str], out: str, config_dir: Path = CONFIG_DIR) -> list[np.ndarray]:
     """Compose one config per curve, instantiate its schedule, plot peak LR x multipliers; return the LRs."""
     common, curves = split_curves(overrides)
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig = Figure(figsize=(6, 3.5), layout="tight")
+    ax = fig.add_subplot()
     all_lrs = []
     with initialize_config_dir(config_dir=str(Path(config_dir).resolve()), version_base="1.3"):
         for curve in curves:
@@ -63,9 +63,8 @@ def plot(overrides: list[str], out: str, config_dir: Path = CONFIG_DIR) -> list[
         ax.set_title(" ".join(common), fontsize=9)
     ax.grid(lw=0.3, ls="--")
     ax.legend(fontsize=8)
-    fig.tight_layout()
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out)  # the format follows the suffix (.png, .pdf)
-    plt.close(fig)
     return all_lrs
 
 
@@ -75,7 +74,7 @@ def main(argv=None):
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("plot", help="plot schedules built from configs/ (see above)")
     p.add_argument("overrides", nargs="*", help="Hydra overrides; schedule=NAME starts a new curve")
-    p.add_argument("--out", default="lr.png", help="output file, .png or .pdf (default: lr.png)")
+    p.add_argument("--out", default="outputs/lr.png", help="output file, .png or .pdf (default: outputs/lr.png)")
     p.add_argument("--config-dir", default=str(CONFIG_DIR), help="config directory (default: the repo's configs/)")
     args = parser.parse_args(argv)
     plot(args.overrides, args.out, Path(args.config_dir))

@@ -147,3 +147,13 @@ def test_plot_uses_the_trainers_objects_and_peak_lr(tmp_path):
                 "trainer.warmup_steps=5", "optimizer.lr=2e-3"], str(tmp_path / "x.png"))
     np.testing.assert_allclose(lrs[0], 2e-3 * schedules.WSD(50, 5, cooldown_fraction=0.5).multipliers(), rtol=1e-15)
     np.testing.assert_allclose(lrs[1], 2e-3 * schedules.Linear(50, 5).multipliers(), rtol=1e-15)
+
+
+def test_short_runs_get_a_warmup_that_fits_and_a_message_that_names_the_warmup(tmp_path):
+    """The default warmup is 10% of the horizon (configs/trainer/default.yaml), also for the plot CLI;
+    a warmup given by hand that swallows the cooldown is named as the thing to change."""
+    from schedules.plot import plot
+    (lrs,) = plot(["schedule=wsd", "trainer.max_steps=20", "optimizer.lr=1.0"], str(tmp_path / "short.png"))
+    np.testing.assert_allclose(lrs, schedules.WSD(20, warmup_steps=2).multipliers(), rtol=1e-15)
+    with pytest.raises(Exception, match=r"trainer.warmup_steps=36"):
+        plot(["schedule=wsd", "trainer.max_steps=45", "trainer.warmup_steps=40"], str(tmp_path / "bad.png"))
