@@ -1,4 +1,4 @@
-"""Analysis of runs with the convex-optimization bound (docs/theory.md; THEORY.md sections 1-3).
+"""Analysis of runs with the convex-optimization bound (docs/theory.md).
 
     bound.py   the last-iterate bound: one horizon, every horizon (fast), closed-form optimal LR
     runs.py    run readers: run directories, wandb (online/offline), the paper's JSON logs

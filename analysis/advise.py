@@ -1,4 +1,4 @@
-"""The LR advisor: the bound's closed-form optimal LR applied to real runs (THEORY.md section 2).
+"""The LR advisor: the bound's closed-form optimal LR applied to real runs (docs/theory.md sections 3 and 5).
 
     from analysis.advise import transfer_lr, transfer_table, sweep_table
     transfer_lr(1e-3, wsd.multipliers(), linear.multipliers())   # tuned LR of A -> LR for B

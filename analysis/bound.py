@@ -1,4 +1,4 @@
-"""The last-iterate bound for convex non-smooth SGD (THEORY.md section 1), the one place it lives.
+"""The last-iterate bound for convex non-smooth SGD (docs/theory.md section 1), the one place it lives.
 
 A schedule is an array of step sizes eta_1..eta_T (peak LR included). With e_t = eta_t^2 G_t^2 and
 S(a, b) = sum_{t=a..b} eta_t, the bound on f(x_T) - f* at horizon T (Defazio et al., Thm. 10) is

@@ -1,4 +1,4 @@
-"""Extension of a finished run to a longer horizon (THEORY.md section 2 (i)), and `advise extend`.
+"""Extension of a finished run to a longer horizon (docs/theory.md section 3), and `advise extend`.
 
     from analysis.extend import extension_options
     extension_options(run.schedule_config, 1e-3, new_steps=100_000)   # the options, as a table

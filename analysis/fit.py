@@ -6,7 +6,7 @@
     fit.r2, fit.rmse
     optimal_lr_from_sweep([1e-4, 5e-4, 1e-3, 2e-3], [3.06, 2.97, 2.96, 2.97])   # -> 9.7e-4
 
-1. Loss curves (THEORY.md section 2, "Overlaying curves"): loss_t ~ C + M * Omega_t, where Omega_t
+1. Loss curves (docs/theory.md section 4): loss_t ~ C + M * Omega_t, where Omega_t
    is the bound of the run's step sizes truncated at step t (analysis.bound.bound_curve, D = 1) with
    gradient-norm bounds G_t. Omega is linear in (D^2, G_t^2), so with G_t^2 = sum_b c_b phi_b(t) the
    model is linear in (C, M, M c_b): those come from one bounded linear least-squares solve
@@ -15,7 +15,7 @@
    from a small grid refined by scipy.optimize.minimize (Nelder-Mead). Curves of one sweep share
    C, M and the G_t model (same model and data, different schedules or peak LRs).
 2. Final loss vs peak LR: L(gamma) = A/gamma + B gamma + C, the bound's own dependence on the peak
-   LR (THEORY.md section 1: Omega = t1/gamma + gamma t23) plus an offset. It is linear in (A, B, C),
+   LR (docs/theory.md section 2: Omega = t1/gamma + gamma t23) plus an offset. It is linear in (A, B, C),
    so it is fitted by least squares in the loss, A, B >= 0, without a starting guess; the optimum is
    gamma = sqrt(A/B). The model is symmetric in log(gamma / gamma_opt), so it is the usual
    "parabola in log-LR" shape with the curvature the theory prescribes. LRFit.status says whether

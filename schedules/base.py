@@ -13,7 +13,7 @@ Step convention (that of the paper's trainer, a torch LambdaLR, and of the paper
 - Decaying shapes reach their final value at step T, i.e. just *after* the last update, so the
   last update of a schedule that decays "to 0" still uses a small positive LR (for a linear
   cooldown over n steps it is 1/n). This is "a schedule of T+1 steps evaluated at horizon T" in
-  THEORY.md section 2, and it keeps the convex bound finite (its last term divides by eta_T).
+  docs/theory.md section 1, and it keeps the convex bound finite (its last term divides by eta_T).
   Exceptions, written as torch writes them: OneCycle and CosinePaper end at step T - 1 (onecycle.py);
   FromArray's last entry is step T - 1 (custom.py).
 - Steps >= T return the value at step T (clamped): continued training may run a few steps past.

@@ -1,10 +1,10 @@
-"""REX (Chen, Wolfe, Kyrillidis): a profile on progress z plus a sampling rate (THEORY.md section 5).
+"""REX (Chen, Wolfe, Kyrillidis): a profile on progress z plus a sampling rate.
 
 Profile f(z) = (1 - z) / (1 - beta z) on z in [0, 1]; beta = 1/2 is the paper's
 (f(0.25) = 0.8571, f(0.5) = 0.6667, f(0.75) = 0.4, f(0.9) = 0.1818, f(1) = 0), beta = 0.9 the
 variant of the authors' endorsed code, beta = 0 linear decay. f(z) >= 1 - z for 0 <= beta < 1.
 multiplier = final_fraction + (1 - final_fraction) f(z), z = post-warmup progress (s - W)/(T - W),
-so without warmup step s uses f(s / T) (the eta_t = f((t-1)/T) of THEORY.md, t = s + 1).
+so without warmup step s uses f(s / T) (the eta_t = f((t-1)/T) of the REX paper, t = s + 1).
 
 Sampling rate: the LR is re-read from the profile every `update_every` steps (counted from the end
 of warmup) and held in between; 1 = every step (REX's default), a larger value gives the

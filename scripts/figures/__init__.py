@@ -1,7 +1,7 @@
 """The figures of Schaipp et al. (ICML 2025) that `python -m scripts.reproduce` rebuilds.
 
 Each module lists its figures as `FIGURES`, a list of `figures.common.FigureSpec`:
-    theory.py      the bound's figures (THEORY.md section 3; D = G = 1), and the convex toy problem
+    theory.py      the bound's figures (D = G = 1; docs/theory.md), and the convex toy problem
     real_data.py   figures of real training logs (the paper's JSON logs or this project's run directories)
 """
 from scripts.figures import real_data, theory

@@ -1,4 +1,4 @@
-"""Figures of Schaipp et al. (ICML 2025) from the bound (THEORY.md section 3; D = G = 1), collected.
+"""Figures of Schaipp et al. (ICML 2025) from the bound (docs/theory.md; D = G = 1), collected.
 
     python -m scripts.reproduce --list                 # every figure with its caption
     python -m scripts.reproduce --figure fig11 --small

@@ -3,7 +3,7 @@
     from scripts.figures.theory_common import wsd, cosine, shape, lr_sweep, power_law_fit
     eta = shape(wsd(400, 0.2))          # the paper's WSD-0.2 at horizon T = 400 (peak 1, 400 steps)
 
-The paper's simulation convention (THEORY.md section 2): D = G = 1, no warmup, a schedule of T + 1
+The paper's simulation convention (docs/theory.md section 1): D = G = 1, no warmup, a schedule of T + 1
 steps evaluated at horizon T, a cooldown over n = floor(c (T + 1)) steps. The project's schedules
 (schedules/base.py) reach their final value at step T, just after the last update, which *is* "T + 1
 steps evaluated at T": Linear, Cosine and Constant give the paper's arrays as they are; for WSD the

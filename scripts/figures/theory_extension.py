@@ -1,4 +1,4 @@
-"""Theory figures of continued training (THEORY.md section 2 (i)): a WSD-0.2 run tuned at T1 = 4000 is
+"""Theory figures of continued training (docs/theory.md section 3): a WSD-0.2 run tuned at T1 = 4000 is
 extended to T2 = 1.5 .. 4 x T1 keeping its LR, either with a second, lower plateau rho (Fig. 8, the
 two-stage WSD) or with an adapted cooldown fraction (Fig. 9). Both are solved by the project's
 extension logic, analysis.extend.extension_options; the figures only draw its answers.

@@ -1,5 +1,5 @@
 """Theory figures over the training horizon T: cosine vs WSD (Figs. 1b, 2, 3, 13, 14) and WSD's
-missing log factor (Fig. 20). D = G = 1; the bound is analysis.bound (THEORY.md section 1).
+missing log factor (Fig. 20). D = G = 1; the bound is analysis.bound (docs/theory.md section 1).
 
     python -m scripts.reproduce --figure fig2 --figure fig3 [--small]
 """
