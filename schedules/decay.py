@@ -15,7 +15,6 @@ multiplier reached at p = 1.
 
 Example: `schedules.Cosine(total_steps=1000, warmup_steps=10, final_fraction=0.1).multipliers()`.
 """
-import math
 
 import numpy as np
 
