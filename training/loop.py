@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
 from data.loader import BatchLoader, eval_batches
-from training import checkpoint
+from training import checkpoint, preemption
 from training.metrics import MetricsLogger, mfu, peak_flops, plot_loss_curve
 from training.optim import set_lr
 from training.setup import autocast_context
@@ -104,43 +104,48 @@ def fit(cfg: DictConfig, run_dir: Path, model, optimizer, schedule, data, logger
     model.train()
     bar = tqdm(total=t.max_steps, initial=step, disable=not t.progress, dynamic_ncols=True, desc="train")
     clock, clock_tokens = time.perf_counter(), tokens
-    while step < t.max_steps:
-        lr = peak_lr * schedule(step)
-        set_lr(optimizer, lr)
-        loss_sum = torch.zeros((), device=device)
-        for _ in range(accum):
-            x, y = loader.next_batch()
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            with autocast:
-                loss = model(x, y)
-            (loss / accum).backward()
-            loss_sum += loss.detach()
-        grad_norm = torch.nn.utils.clip_grad_norm_(raw_model.parameters(), t.grad_clip or math.inf)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        tokens += tokens_per_step
-        bar.update(1)
+    # Preemption (training/preemption.py): a signal only sets a flag; the step in flight finishes.
+    with preemption.StopOnSignal() as stop:
+        while step < t.max_steps:
+            lr = peak_lr * schedule(step)
+            set_lr(optimizer, lr)
+            loss_sum = torch.zeros((), device=device)
+            for _ in range(accum):
+                x, y = loader.next_batch()
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                with autocast:
+                    loss = model(x, y)
+                (loss / accum).backward()
+                loss_sum += loss.detach()
+            grad_norm = torch.nn.utils.clip_grad_norm_(raw_model.parameters(), t.grad_clip or math.inf)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            tokens += tokens_per_step
+            bar.update(1)
 
-        checkpoint_due = step == t.max_steps or (t.checkpoint_interval and step % t.checkpoint_interval == 0)
-        if step % t.log_interval == 0 or checkpoint_due:
-            train_loss = (loss_sum / accum).item()  # one device sync per log event, not per step
-            _check_finite(train_loss, step, lr, run_dir)
-            elapsed = time.perf_counter() - clock
-            tok_per_s = (tokens - clock_tokens) / elapsed if elapsed > 0 else None
-            logger.log({"step": step, "tokens": tokens, "train/loss": train_loss, "lr": lr,
-                        "grad_norm": grad_norm.item(), "tok_per_s": tok_per_s,
-                        "mfu": mfu(flops_per_token, tok_per_s, peak) if tok_per_s else None})
-            bar.set_postfix(loss=f"{train_loss:.3f}", lr=f"{lr:.2e}", tok_s=f"{tok_per_s or 0:,.0f}")
-            clock, clock_tokens = time.perf_counter(), tokens
-        if t.eval_interval and step % t.eval_interval == 0 and step < t.max_steps:
-            val = evaluate(model, val_batches, device, autocast)
-            logger.log({"step": step, "tokens": tokens, "val/loss": val})
-            bar.write(f"step {step}: val/loss {val:.4f}")
-            clock, clock_tokens = time.perf_counter(), tokens  # evaluation time is not throughput
-        if checkpoint_due and step < t.max_steps:
-            save()
-            clock, clock_tokens = time.perf_counter(), tokens
+            checkpoint_due = step == t.max_steps or (t.checkpoint_interval and step % t.checkpoint_interval == 0)
+            if step % t.log_interval == 0 or checkpoint_due:
+                train_loss = (loss_sum / accum).item()  # one device sync per log event, not per step
+                _check_finite(train_loss, step, lr, run_dir)
+                elapsed = time.perf_counter() - clock
+                tok_per_s = (tokens - clock_tokens) / elapsed if elapsed > 0 else None
+                logger.log({"step": step, "tokens": tokens, "train/loss": train_loss, "lr": lr,
+                            "grad_norm": grad_norm.item(), "tok_per_s": tok_per_s,
+                            "mfu": mfu(flops_per_token, tok_per_s, peak) if tok_per_s else None})
+                bar.set_postfix(loss=f"{train_loss:.3f}", lr=f"{lr:.2e}", tok_s=f"{tok_per_s or 0:,.0f}")
+                clock, clock_tokens = time.perf_counter(), tokens
+            if t.eval_interval and step % t.eval_interval == 0 and step < t.max_steps:
+                val = evaluate(model, val_batches, device, autocast)
+                logger.log({"step": step, "tokens": tokens, "val/loss": val})
+                bar.write(f"step {step}: val/loss {val:.4f}")
+                clock, clock_tokens = time.perf_counter(), tokens  # evaluation time is not throughput
+            if checkpoint_due and step < t.max_steps:
+                save()
+                clock, clock_tokens = time.perf_counter(), tokens
+            if stop.requested and step < t.max_steps:  # SIGTERM / SIGUSR1: checkpoint this step, exit
+                bar.close()
+                stop.exit(checkpoint.checkpoint_dir(run_dir, step) if checkpoint_due else save())
     bar.close()
 
     if t.eval_interval:
