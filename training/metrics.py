@@ -3,7 +3,8 @@ wandb mirror of the same keys, MFU, and the loss-curve PNG written at the end of
 
 Event keys: `step` (optimizer updates completed), `tokens` (tokens seen), and any of `train/loss`,
 `val/loss`, `final/val_loss` (whole validation split), `lr` (the LR used by update `step`),
-`grad_norm` (pre-clip global L2 norm), `tok_per_s`, `mfu`.
+`grad_norm` (pre-clip global L2 norm), `tok_per_s`, `mfu`. A restarted run rewinds the file (`rewind`)
+so that it holds each event once. Tested by tests/test_metrics.py and tests/test_resume_guard.py.
 """
 
 from __future__ import annotations
@@ -11,8 +12,11 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import warnings
 from pathlib import Path
+
+from matplotlib.figure import Figure
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +77,7 @@ class MetricsLogger:
     def truncate_after(self, step: int) -> None:
         """Drop events logged after `step` (a resume from a checkpoint at `step` redoes them)."""
         self._file.close()
-        kept = [event for event in read_metrics(self.path.parent) if event["step"] <= step]
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text("".join(json.dumps(event) + "\n" for event in kept))
-        tmp.replace(self.path)
+        rewind(self.path.parent, step)
         self._file = open(self.path, "a")
 
     def log(self, event: dict) -> None:
@@ -90,6 +91,24 @@ class MetricsLogger:
         self._file.close()
         if self._wandb is not None:
             self._wandb.finish()
+
+
+def rewind(run_dir: str | Path, step: int | None, drop_final: bool = False) -> None:
+    """Keep only the events up to `step` (None: none), atomically, so that a restarted run (from
+    scratch: None; from a checkpoint at `step`) logs each event once. `drop_final`: also drop the final
+    evaluation logged at `step`, which a run continued to a longer horizon replaces with its own."""
+    path = Path(run_dir) / METRICS_FILE
+    if not path.is_file():
+        return
+    kept = [] if step is None else [
+        e for e in read_metrics(run_dir)
+        if e["step"] < step or (e["step"] == step and not (drop_final and "final/val_loss" in e))]
+    tmp = path.with_name(f".{METRICS_FILE}.tmp")
+    with open(tmp, "w") as f:  # written and synced beside the file, then renamed over it: all or nothing
+        f.write("".join(json.dumps(e) + "\n" for e in kept))
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
@@ -109,14 +128,10 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
 
 def plot_loss_curve(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """Train and validation loss vs step from metrics.jsonl, as a PNG in the run directory."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     events = read_metrics(run_dir)
     out = Path(out) if out else Path(run_dir) / "loss.png"
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))  # object API: no pyplot state, no display needed
+    ax = fig.add_subplot()
     for key, style in (("train/loss", "-"), ("val/loss", "o-")):
         points = [(e["step"], e[key]) for e in events if e.get(key) is not None]
         if points:
@@ -129,6 +144,7 @@ def plot_loss_curve(run_dir: str | Path, out: str | Path | None = None) -> Path:
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+    tmp = out.with_name(f".{out.name}.tmp")
+    fig.savefig(tmp, dpi=120, format="png")  # then renamed: a kill mid-write leaves no half image
+    tmp.replace(out)
     return out
