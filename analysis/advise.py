@@ -15,7 +15,8 @@ CLI: python -m analysis advise --help
   LRs to run next) next to the theory's prediction, anchored by one constant per horizon.
   Diverged runs (diverged_reason, and make_sweep's rule against the best run) are left out with
   the reason, and an LR that diverged caps the optimum.
-Schedules are configs (`_target_` + arguments), built by hydra.utils.instantiate, as the trainer does.
+Schedules are configs (`_target_` + arguments), built by hydra.utils.instantiate as the trainer does, through
+analysis.runs.build_schedule (a schedules class with plain arguments only: a config cannot run code).
 Tests: python -m pytest tests/test_analysis_advise.py tests/test_analysis_cli.py
 """
 from __future__ import annotations
@@ -30,7 +31,7 @@ import pandas as pd
 from analysis.bound import optimal_lr
 from analysis.fit import LRFit, fit_lr_sweep, next_grid_lrs
 from analysis.groups import describe, group_runs
-from analysis.runs import FINAL_KEY
+from analysis.runs import FINAL_KEY, build_schedule
 
 SCHEDULE_CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "schedule"
 # Horizon and warmup arguments: a target schedule inherits them from the source (same horizon, same warmup).
@@ -39,9 +40,8 @@ HORIZON_KEYS = ("total_steps", "warmup_steps", "warmup_start")
 
 # --- Schedules as configs. --------------------------------------------------------------------------
 def build(config: dict):
-    from hydra.utils import instantiate
-
-    return instantiate(dict(config))
+    """The schedule object of `config`, through the analysis' one safe builder (analysis.runs.build_schedule)."""
+    return build_schedule(config)
 
 
 def shape_of(config: dict) -> np.ndarray:

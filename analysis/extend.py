@@ -32,7 +32,7 @@ import pandas as pd
 from scipy.optimize import brentq
 
 from analysis import plots
-from analysis.advise import group_config, hydra_overrides, make_sweep, schedule_label, shape_of, with_args
+from analysis.advise import build, group_config, hydra_overrides, make_sweep, schedule_label, shape_of, with_args
 from analysis.bound import bound, optimal_lr
 from analysis.fit import fit_bound
 from analysis.groups import same_shape
@@ -69,9 +69,8 @@ def continuation_plan(config: dict, new_steps: int):
     """(kept steps K, same-LR baseline at T2, [(option, name of x, make(x) -> config, grid of x)]) for a
     schedule with a constant or slowly decaying part before its cooldown; None for any other schedule."""
     import schedules
-    from hydra.utils import instantiate
 
-    old, T1, T2 = instantiate(dict(config)), int(config["total_steps"]), int(new_steps)
+    old, T1, T2 = build(config), int(config["total_steps"]), int(new_steps)
     if not isinstance(old, (schedules.WSD, schedules.Constant, schedules.TwoStageWSD, schedules.InverseSqrt)):
         return None
     keep = getattr(old, "cooldown_start", T1)         # where the cooldown starts (a Constant has none)
@@ -97,7 +96,7 @@ def continuation_plan(config: dict, new_steps: int):
         same, start = with_args(config, total_steps=T2), old.warmup_steps
     baseline = _cooldown(same, fraction)
     base = shape_of(baseline)
-    cool = instantiate(dict(baseline)).cooldown_start
+    cool = build(baseline).cooldown_start
     drop = lambda r: _array(_dropped(base, keep, cool, round(float(r), 4), tail["final_fraction"]))
     return keep, baseline, [
         ("drop to rho (array)", "rho", drop, RHO_GRID),

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from analysis.runs import build_schedule, check_schedule_config, schedule_class
 from schedules.base import fraction_to_steps
 
 HORIZON_KEYS = ("total_steps",)
@@ -59,11 +60,15 @@ class RunGroup:
 # ---------------------------------------------------------------------------------------------------
 # Shapes.
 # ---------------------------------------------------------------------------------------------------
-def _check_config(config, what="schedule config") -> dict:
+def _check_config(config, what="schedule config", built=True) -> dict:
+    """The config as a dict with a whole total_steps; built: also one build_schedule accepts (describe
+    only reads a config, so it also takes a class outside `schedules`)."""
     from omegaconf import DictConfig, OmegaConf
 
     if isinstance(config, DictConfig):
         config = OmegaConf.to_container(config, resolve=True)
+    if built:
+        check_schedule_config(config, what)
     if not isinstance(config, dict) or "_target_" not in config:
         raise ValueError(f"{what} {config!r} is not a schedule config: it needs `_target_` (e.g. "
                          "'schedules.WSD') and the schedule's arguments, as train.py records them")
@@ -75,13 +80,7 @@ def _check_config(config, what="schedule config") -> dict:
 
 
 def _multipliers(config: dict, what="schedule config") -> np.ndarray:
-    from hydra.errors import HydraException
-    from hydra.utils import instantiate
-
-    try:
-        return instantiate(dict(config)).multipliers()
-    except HydraException as error:   # an unknown _target_ or arguments the class refuses
-        raise ValueError(f"{what} {config} cannot be built by hydra.utils.instantiate: {error}") from None
+    return build_schedule(config, what).multipliers()     # only a schedules class, plain arguments
 
 
 def _check_tolerances(tolerance, ignore_below):
@@ -213,11 +212,9 @@ def _steps(n) -> str:
 
 def _defaults(config: dict) -> dict:
     """The schedule class's default arguments (a recorded config may leave some out)."""
-    from hydra.utils import get_class
-
-    try:
-        cls = get_class(config["_target_"])
-    except Exception:  # noqa: BLE001 - an unknown class is described by its arguments alone
+    try:    # looked up, never imported: describing a crafted config must not run its module
+        cls = schedule_class(config["_target_"])
+    except ValueError:  # a class outside `schedules` is described by its arguments alone
         return {}
     return {name: p.default for name, p in inspect.signature(cls.__init__).parameters.items()
             if p.default is not inspect.Parameter.empty}
@@ -251,7 +248,7 @@ def describe(config: dict, horizon: bool = False, warmup: bool = False, ignore_b
 
     Final values below `ignore_below` (of the peak) read as "to 0"; horizon=True appends
     ", T = 50k steps"; warmup=True appends the warmup ("300 warmup steps" or "no warmup")."""
-    config = _check_config(config)
+    config = _check_config(config, built=False)
     args = {**_defaults(config), **config}
     kind = str(args["_target_"]).rsplit(".", 1)[-1]
     T = int(args["total_steps"])

@@ -8,12 +8,15 @@
     runs = load_many("outputs/multiruns/*/*")            # a sweep
     run.metrics            # tidy DataFrame, one row per step: step, train/loss, val/loss, lr, grad_norm, ...
     run.final_val_loss     # full validation split at the last step (NaN if the run did not finish)
-    run.schedule()         # the schedule object, re-instantiated from the recorded config
+    run.schedule()         # the schedule object, re-instantiated from the recorded config by build_schedule
     run.lr()               # peak LR x schedule multipliers, the step sizes of all T updates
 
 Branched runs (a cooldown started from a parent's checkpoint) are stitched: the parent's rows up to
 the branch step, then the child's (the child wins where both logged the same step).
-Duplicate steps after a resume keep the newest value.
+Duplicate steps after a resume keep the newest value. A recorded schedule config is untrusted input:
+build_schedule, the analysis' only builder, builds a schedules.Schedule class from plain arguments
+and refuses anything else (another `_target_`, nested Hydra keys) before it imports or calls a thing;
+a run directory or wandb run with such a config is refused at load (load_many skips it with a note).
 """
 from __future__ import annotations
 
@@ -29,10 +32,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from hydra.errors import HydraException
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+import schedules
 from training.callbacks import JOBS_FILE
 from training.metrics import METRICS_FILE, read_metrics
 
@@ -62,14 +67,59 @@ class Run:
         return int(self.schedule_config["total_steps"])
 
     def schedule(self):
-        """The run's schedule object, rebuilt from its recorded config by hydra.utils.instantiate."""
+        """The run's schedule object, rebuilt from its recorded config by build_schedule."""
         if self.schedule_config is None:
             raise ValueError(f"run {self.name!r} recorded no schedule config; it cannot be re-instantiated")
-        return instantiate(self.schedule_config)
+        return build_schedule(self.schedule_config, f"run {self.name!r} ({self.source}): schedule config")
 
     def lr(self) -> np.ndarray:
         """Step sizes of all T updates: peak LR x schedule.multipliers() (float64, length T)."""
         return self.peak_lr * self.schedule().multipliers()
+
+
+# The one way the analysis builds a recorded schedule config: a config.yaml or a wandb run may come from
+# anyone, and instantiate calls whatever `_target_` names (os.system), nested `_target_` nodes included.
+def schedule_class(target, what: str = "schedule config") -> type:
+    """The schedules.Schedule subclass `target` names ('schedules.WSD'), looked up as attributes of the
+    imported `schedules` package (nothing is imported or called), else a ValueError naming `what`."""
+    parts, cls = (target.split(".") if isinstance(target, str) else []), schedules
+    for part in parts[1:] if parts[:1] == ["schedules"] else [None]:
+        cls = getattr(cls, part, None) if part and part.isidentifier() and part[0] != "_" else None
+    if not (isinstance(cls, type) and issubclass(cls, schedules.Schedule)):
+        raise ValueError(f"{what}: _target_={target!r} is not a schedule class; the analysis builds only classes of "
+                         "the `schedules` package (e.g. 'schedules.WSD') so that a config cannot run code: fix it")
+    return cls
+
+
+def check_schedule_config(config, what: str = "schedule config") -> dict:
+    """`config` as a dict if it names a schedules class with plain arguments: no other Hydra key (`_args_`,
+    `_partial_`, a nested `_target_`, ...) at any depth and no '${...}' to resolve; else a ValueError."""
+    config = OmegaConf.to_container(config) if isinstance(config, DictConfig) else config
+    if not isinstance(config, dict) or "_target_" not in config:
+        raise ValueError(f"{what} {config!r} is not a schedule config: it needs `_target_` (e.g. "
+                         "'schedules.WSD') and the schedule's arguments, as train.py records them")
+    schedule_class(config["_target_"], what)
+    stack = [(str(k), v) for k, v in config.items() if k != "_target_"]
+    while stack:
+        key, value = stack.pop()
+        if re.fullmatch(r"_\w*_", key.rsplit(".", 1)[-1]):
+            raise ValueError(f"{what}: key {key!r} is a Hydra instantiation key; the analysis builds only the "
+                             "top-level schedules class from plain arguments, so that a config cannot run code")
+        if isinstance(value, str) and "${" in value:
+            raise ValueError(f"{what}: {key}={value!r} is an interpolation left unresolved; the analysis reads "
+                             "configs resolved, as train.py records them: give the value itself")
+        items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+        stack += [(f"{key}.{k}", v) for k, v in items]
+    return config
+
+
+def build_schedule(config, what: str = "schedule config"):
+    """The schedule object of a recorded config: check_schedule_config, then hydra.utils.instantiate."""
+    config = check_schedule_config(config, what)
+    try:
+        return instantiate(config)
+    except HydraException as error:   # arguments the class refuses
+        raise ValueError(f"{what} {config} cannot be built by hydra.utils.instantiate: {error}") from None
 
 
 _WANDB_ONLINE = re.compile(r"^[\w.-]+/[\w.-]+/[\w.-]+$")
@@ -193,8 +243,10 @@ def _with_parent(run: Run, parent_source, branch_step: int) -> Run:
 def _from_config(name, source, config: dict, metrics: pd.DataFrame) -> Run:
     """A Run of this project's trainer: the schedule and peak LR come from the recorded config."""
     peak_lr = config["optimizer"].get("lr") if isinstance(config.get("optimizer"), dict) else None
-    return Run(name=name, source=source, config=config, metrics=metrics,
-               schedule_config=config.get("schedule"), peak_lr=peak_lr)
+    schedule = config.get("schedule")    # checked now, so that load_many skips a crafted config
+    if schedule is not None:
+        check_schedule_config(schedule, f"run {name!r} ({source}): schedule config")
+    return Run(name=name, source=source, config=config, metrics=metrics, schedule_config=schedule, peak_lr=peak_lr)
 
 
 # (b) wandb: online through wandb.Api, offline from the run's transaction log (run-<id>.wandb).

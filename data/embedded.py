@@ -42,7 +42,7 @@ import tokenizers
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from data.prepare import encode_documents
-from data.shards import FORMAT_VERSION, META_FILE, TOKENIZER_FILE, read_shard, write_shard
+from data.shards import FORMAT_VERSION, META_FILE, TOKENIZER_FILE, max_token_ids, read_shard, write_shard
 from data.tokens import TokenData, unigram_entropy
 
 log = logging.getLogger(__name__)
@@ -172,6 +172,9 @@ def load(cache_dir: str, vocab_size: int = 4096, val_fraction: float = 0.03,
     else:
         log.info("using the cached embedded corpus at %s", target)
     remedy = f"delete the cache directory {target} and it is rebuilt on the next run"
-    return TokenData(train=read_shard(target / "train.bin", remedy),
-                     val=read_shard(target / "val.bin", remedy), vocab_size=vocab_size, name=name,
-                     tokenizer_path=str(target / TOKENIZER_FILE))
+    shards = [target / "train.bin", target / "val.bin"]
+    data = TokenData(train=read_shard(shards[0], remedy), val=read_shard(shards[1], remedy),
+                     vocab_size=vocab_size, name=name, tokenizer_path=str(target / TOKENIZER_FILE),
+                     max_token_ids=max_token_ids(shards, vocab_size, remedy))
+    data.check_vocab(vocab_size, "data.vocab_size", remedy)
+    return data

@@ -7,12 +7,17 @@ A shard is one file: a fixed 32-byte little-endian header, then the tokens as ui
     8       4     format version (uint32, FORMAT_VERSION)
     12      4     vocabulary size of the tokenizer that made the tokens (uint32; all ids are below it)
     16      8     number of tokens (uint64)
-    24      8     reserved, zero
+    24      4     the largest token id in the shard (uint32; 0 when empty), since version 2
+    28      4     reserved, zero
     32      2*n   tokens (uint16)
 
 The header makes a truncated or foreign file an error at load time instead of silent garbage in
-training. A prepared directory (written by `python -m data.prepare data=NAME`) holds shards listed
-in `meta.json`; `load` is the `_target_` of the prepared-data configs (configs/data/slimpajama_6b.yaml):
+training, and its largest id lets `load` refuse a shard with ids beyond the vocabulary when the data
+opens (not an IndexError in the embedding at some step). Version-1 shards (bytes 24-32 zero) stay
+readable: their writer checked every id against the header's vocabulary size, which bounds them; their
+tokens are scanned only when that bound is not below the vocabulary. A prepared directory (written
+by `python -m data.prepare data=NAME`) holds shards listed in `meta.json`; `load` is the `_target_`
+of the prepared-data configs (configs/data/slimpajama_6b.yaml):
 
     data = load(dir="/data/slimpajama_6b", vocab_size=50304, name="slimpajama_6b")
 """
@@ -29,8 +34,9 @@ import numpy as np
 from data.tokens import ShardedTokens, TokenData
 
 MAGIC = b"LRSTOKv\0"
-FORMAT_VERSION = 1
-HEADER = struct.Struct("<8sIIQ8x")  # magic, version, vocab size, token count, padding
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # version 1: no largest id recorded
+HEADER = struct.Struct("<8sIIQI4x")  # magic, version, vocab size, token count, largest id, padding
 assert HEADER.size == 32  # keeps the uint16 payload aligned for np.memmap
 META_FILE = "meta.json"  # written last by data.prepare: the directory is complete when it exists
 PROGRESS_FILE = "progress.json"  # data.prepare's resume state while it runs
@@ -68,7 +74,7 @@ def write_shard(path: str | os.PathLike, tokens: np.ndarray, vocab_size: int) ->
         raise ValueError(f"token ids span [{int(tokens.min())}, {int(tokens.max())}], outside "
                          f"[0, vocab_size={vocab_size}): pass the tokenizer's vocabulary size")
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        f.write(HEADER.pack(MAGIC, FORMAT_VERSION, vocab_size, tokens.size))
+        f.write(HEADER.pack(MAGIC, FORMAT_VERSION, vocab_size, tokens.size, int(tokens.max()) if tokens.size else 0))
         f.write(tokens.astype("<u2", copy=False).tobytes())
         f.flush()
         os.fsync(f.fileno())  # on disk before the rename publishes it (a crash then leaves no torn shard)
@@ -76,6 +82,11 @@ def write_shard(path: str | os.PathLike, tokens: np.ndarray, vocab_size: int) ->
 
 def read_header(path: str | os.PathLike, remedy: str) -> tuple[int, int]:
     """Validate a shard's header and size; return (vocab_size, num_tokens)."""
+    return _header(path, remedy)[1:3]
+
+
+def _header(path: str | os.PathLike, remedy: str) -> tuple[int, int, int, int]:
+    """(version, vocab_size, num_tokens, largest id) of a shard whose header and size are valid."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"token shard {path} does not exist: {remedy}")
@@ -84,18 +95,34 @@ def read_header(path: str | os.PathLike, remedy: str) -> tuple[int, int]:
     if len(raw) < HEADER.size:
         raise ValueError(f"token shard {path} is truncated ({len(raw)} bytes, shorter than the "
                          f"{HEADER.size}-byte header): {remedy}")
-    magic, version, vocab_size, count = HEADER.unpack(raw)
+    magic, version, vocab_size, count, max_id = HEADER.unpack(raw)
     if magic != MAGIC:
         raise ValueError(f"{path} is not a token shard (magic {magic!r}, expected {MAGIC!r}): {remedy}")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise ValueError(f"token shard {path} has format version {version}, this code reads "
-                         f"version {FORMAT_VERSION}: {remedy}")
+                         f"versions {READABLE_VERSIONS}: {remedy}")
+    if version >= 2 and count and max_id >= vocab_size:
+        raise ValueError(f"token shard {path} has a corrupt header: largest id {max_id} >= its "
+                         f"vocab_size {vocab_size}: {remedy}")
     expected, actual = HEADER.size + 2 * count, path.stat().st_size
     if actual != expected:
         what = "truncated" if actual < expected else "longer than its header says"
         raise ValueError(f"token shard {path} is {what}: {actual} bytes, the header's {count} "
                          f"tokens need {expected}: {remedy}")
-    return vocab_size, count
+    return version, vocab_size, count, max_id
+
+
+def max_token_id(path: str | os.PathLike, vocab_size: int, remedy: str) -> int:
+    """The largest token id of a shard, from its header (version 2). For a version-1 shard, the
+    vocabulary size in its header bounds the ids; only if that bound is not below `vocab_size` are
+    the tokens scanned (in chunks of a memmap) for the exact largest id."""
+    version, shard_vocab, count, max_id = _header(path, remedy)
+    if version >= 2 or count == 0:
+        return max_id
+    if shard_vocab <= vocab_size:   # version 1's write_shard checked every id against shard_vocab
+        return shard_vocab - 1
+    tokens = read_shard(path, remedy)
+    return max(int(tokens[lo:lo + (1 << 24)].max()) for lo in range(0, count, 1 << 24))
 
 
 def read_shard(path: str | os.PathLike, remedy: str | None = None) -> np.ndarray:
@@ -115,6 +142,11 @@ def read_tokens(paths: list[Path], remedy: str) -> np.ndarray | ShardedTokens:
     """One split from its shards: the memmap itself for one shard, a ShardedTokens for several."""
     parts = [read_shard(p, remedy) for p in paths]
     return parts[0] if len(parts) == 1 else ShardedTokens(parts)
+
+
+def max_token_ids(paths: list[Path], vocab_size: int, remedy: str) -> dict[str, int]:
+    """{shard path: its largest token id} (see max_token_id), for TokenData.check_vocab."""
+    return {str(p): max_token_id(p, vocab_size, remedy) for p in paths}
 
 
 def load(dir: str, vocab_size: int, name: str, prepare: dict | None = None) -> TokenData:
@@ -141,10 +173,15 @@ def load(dir: str, vocab_size: int, name: str, prepare: dict | None = None) -> T
                          f"to at least that (the paper pads GPT-2's 50257 to 50304)")
     remedy = f"re-run `{command}`: it keeps the valid shards and re-creates the rest"
     tokenizer = directory / TOKENIZER_FILE
-    return TokenData(
-        train=read_tokens([directory / f for f in meta["train"]], remedy),
-        val=read_tokens([directory / f for f in meta["val"]], remedy),
+    shards = {split: [directory / f for f in meta[split]] for split in ("train", "val")}
+    data = TokenData(
+        train=read_tokens(shards["train"], remedy),
+        val=read_tokens(shards["val"], remedy),
         vocab_size=vocab_size,
         name=name,
         tokenizer_path=str(tokenizer) if tokenizer.is_file() else None,
+        max_token_ids=max_token_ids(shards["train"] + shards["val"], vocab_size, remedy),
     )
+    data.check_vocab(vocab_size, "data.vocab_size", f"delete the shard and re-run `{command}` with this "
+                     "data config's tokenizer (a shard of another tokenizer was mixed in)")
+    return data

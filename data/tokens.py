@@ -10,7 +10,7 @@ slicing) when it spans many, so that billions of tokens never have to be copied 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -68,6 +68,17 @@ class TokenData:
     vocab_size: int  # the model's vocabulary (padded, e.g. 50304), >= the tokenizer's
     name: str  # the data config's name, e.g. "embedded" or "slimpajama_6b"
     tokenizer_path: str | None  # a tokenizer.json for tokenizers.Tokenizer.from_file, if there is one
+    # {shard path: its largest token id} (data.shards.max_token_id); empty for tokens made in memory
+    max_token_ids: dict[str, int] = field(default_factory=dict)
+
+    def check_vocab(self, vocab_size: int, what: str = "model.vocab_size", fix: str | None = None) -> None:
+        """A ValueError naming the first shard whose largest token id has no row in an embedding of
+        `vocab_size` rows (`what`), instead of an IndexError (or a CUDA assert) at some training step."""
+        for shard, max_id in self.max_token_ids.items():
+            if max_id >= vocab_size:
+                fix = fix or f"set {what} to at least {max_id + 1}, or re-create the shard with the right tokenizer"
+                raise ValueError(f"token shard {shard} holds token id {max_id}, but {what}={vocab_size} gives "
+                                 f"ids 0..{vocab_size - 1} only: {fix}")
 
 
 def token_parts(tokens) -> list[np.ndarray]:
