@@ -56,14 +56,21 @@ def _train_steps_logged(run_dir) -> int:
 def test_signal_checkpoints_exits_75_and_the_rerun_resumes_exactly(signum, reference, tmp_path):
     run_dir = tmp_path / "run"
     command = [sys.executable, "train.py", *REFERENCE, f"hydra.run.dir={run_dir}"]
-    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 300
-    while _train_steps_logged(run_dir) < 2:  # the loop (and so the handler) is running
-        assert proc.poll() is None, proc.communicate()[0][-3000:]
-        assert time.monotonic() < deadline, "no training step logged in 300 s"
-        time.sleep(0.05)
-    proc.send_signal(signum)
-    output = proc.communicate(timeout=300)[0]
+    log_file = tmp_path / "train.out"  # a file, not a pipe: nobody reads a pipe while we poll
+    with open(log_file, "w") as out:
+        proc = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, text=True)
+        try:
+            deadline = time.monotonic() + 300
+            while _train_steps_logged(run_dir) < 2:  # the loop (and so the handler) is running
+                assert proc.poll() is None, log_file.read_text()[-3000:]
+                assert time.monotonic() < deadline, "no training step logged in 300 s"
+                time.sleep(0.05)
+            proc.send_signal(signum)
+            proc.wait(timeout=300)
+        finally:
+            if proc.poll() is None:  # a failed assertion must not leave a trainer running
+                proc.kill()
+    output = log_file.read_text()
     assert proc.returncode == preemption.REQUEUE_EXIT_CODE, output[-3000:]
     stopped = _train_steps_logged(run_dir)
     assert 2 <= stopped < 20, output[-3000:]  # stopped mid-run, not at the end
