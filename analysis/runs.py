@@ -87,7 +87,8 @@ def schedule_class(target, what: str = "schedule config") -> type:
         cls = getattr(cls, part, None) if part and part.isidentifier() and part[0] != "_" else None
     if not (isinstance(cls, type) and issubclass(cls, schedules.Schedule)):
         raise ValueError(f"{what}: _target_={target!r} is not a schedule class; the analysis builds only classes of "
-                         "the `schedules` package (e.g. 'schedules.WSD') so that a config cannot run code: fix it")
+                         "the `schedules` package (e.g. 'schedules.WSD'), so that a config cannot run code: correct "
+                         "the config or leave the run out")
     return cls
 
 
@@ -102,13 +103,16 @@ def check_schedule_config(config, what: str = "schedule config") -> dict:
     stack = [(str(k), v) for k, v in config.items() if k != "_target_"]
     while stack:
         key, value = stack.pop()
+        value = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value   # dict(a DictConfig)
         if re.fullmatch(r"_\w*_", key.rsplit(".", 1)[-1]):
             raise ValueError(f"{what}: key {key!r} is a Hydra instantiation key; the analysis builds only the "
-                             "top-level schedules class from plain arguments, so that a config cannot run code")
+                             "top-level schedules class from plain arguments, so that a config cannot run code: "
+                             "remove the key (train.py never records one) or leave the run out")
         if isinstance(value, str) and "${" in value:
             raise ValueError(f"{what}: {key}={value!r} is an interpolation left unresolved; the analysis reads "
                              "configs resolved, as train.py records them: give the value itself")
-        items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+        nested = isinstance(value, (list, tuple))      # OmegaConf makes a tuple a list, which instantiate walks
+        items = value.items() if isinstance(value, dict) else enumerate(value) if nested else ()
         stack += [(f"{key}.{k}", v) for k, v in items]
     return config
 

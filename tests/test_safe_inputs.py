@@ -17,7 +17,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from analysis import advise, extend, groups
+from analysis import advise, cli, extend, groups
 from analysis.runs import build_schedule, check_schedule_config, load, load_many
 from data import embedded, shards
 from data.loader import BatchLoader
@@ -34,10 +34,12 @@ def payload(marker: Path) -> dict:
     return {"_target_": "numpy.save", "_args_": [str(marker), [1.0]]}
 
 
-def write_run(path: Path, schedule: dict) -> Path:
+def write_run(path: Path, schedule: dict, lr: float = 1e-3, final: float = 3.0) -> Path:
+    """A run directory as train.py writes it, finished at step 100 with final/val_loss `final`."""
     path.mkdir(parents=True)
-    OmegaConf.save(OmegaConf.create({"schedule": schedule, "optimizer": {"lr": 1e-3}}), path / "config.yaml")
-    (path / "metrics.jsonl").write_text(json.dumps({"step": 1, "train/loss": 3.0}) + "\n")
+    OmegaConf.save(OmegaConf.create({"schedule": schedule, "optimizer": {"lr": lr}}), path / "config.yaml")
+    rows = [{"step": 1, "train/loss": final + 1}, {"step": 100, "val/loss": final, "final/val_loss": final}]
+    (path / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
     return path
 
 
@@ -49,10 +51,12 @@ def crafted(marker: Path) -> dict:
         "in_list": ({"_target_": "schedules.FromArray", "total_steps": 3, "source": [1.0, payload(marker)]},
                     r"source\.1\._(target|args)_"),
         "args": ({**WSD_CONFIG, "_args_": [payload(marker)]}, r"'_args_'"),
+        "in_tuple": ({"_target_": "schedules.FromArray", "total_steps": 3, "source": (1.0, payload(marker))},
+                     r"source\.1\._(target|args)_"),
     }
 
 
-@pytest.mark.parametrize("kind", ["_target_", "nested", "in_list", "args"])
+@pytest.mark.parametrize("kind", ["_target_", "nested", "in_list", "args", "in_tuple"])
 def test_crafted_schedule_configs_run_code_under_instantiate_but_not_in_the_analysis(tmp_path, kind):
     marker = tmp_path / "marker.npy"
     config, key = crafted(marker)[kind]
@@ -65,6 +69,7 @@ def test_crafted_schedule_configs_run_code_under_instantiate_but_not_in_the_anal
     with pytest.raises(ValueError, match=rf"run 'evil'.*{key}"):
         load(run_dir)
     for entry in (lambda: advise.shape_of(config), lambda: build_schedule(config),
+                  lambda: build_schedule(dict(OmegaConf.create(config))),     # nested nodes of a DictConfig
                   lambda: groups.same_shape(config, WSD_CONFIG), lambda: extend.continuation_plan(config, 200)):
         with pytest.raises(ValueError, match=key):
             entry()
@@ -74,6 +79,19 @@ def test_crafted_schedule_configs_run_code_under_instantiate_but_not_in_the_anal
     with pytest.warns(UserWarning, match=r"skipped .*evil: not readable .*run 'evil'"):
         runs = load_many(str(tmp_path / "runs" / "*"))
     assert [r.name for r in runs] == ["good"]
+    assert not marker.exists()
+
+
+def test_python_m_analysis_refuses_the_crafted_run_and_skips_it_in_a_sweep(tmp_path, capsys):
+    marker = tmp_path / "marker.npy"
+    evil = write_run(tmp_path / "sweep" / "evil", {**WSD_CONFIG, "final_fraction": payload(marker)})
+    with pytest.raises(SystemExit, match=r"advise extend: run 'evil'.*final_fraction\._(target|args)_"):
+        cli.main(["advise", "extend", "--run", str(evil), "--steps", "400", "--lr", "1e-3", "--no-plot"])
+    for lr in (0.01, 0.03, 0.1):     # a sweep beside it: final loss 2e-3 / lr + 2 lr + 3 (optimum 0.0316)
+        write_run(tmp_path / "sweep" / f"{lr:g}", WSD_CONFIG, lr, 2e-3 / lr + 2 * lr + 3)
+    cli.main(["advise", "sweep", "--runs", str(tmp_path / "sweep" / "*"), "--no-plot"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "skipped" in out and "run 'evil'" in out and "3/3" in out
     assert not marker.exists()
 
 
