@@ -1,31 +1,56 @@
-"""Checkpoints: atomic, complete, and resumable under a different schedule or horizon.
+"""Checkpoints: atomic, verified, safe to load, and resumable under a different schedule or horizon.
 
 A checkpoint is a directory `<run dir>/checkpoints/step_<NNNNNNN>/` holding
-  state.pt     model, optimizer, step, tokens, data-loader position, RNG states (one torch.save dict)
-  config.yaml  the resolved config of the run that wrote it
+  state.pt       model, optimizer, step, tokens, data-loader position, RNG states (one torch.save dict
+                 of tensors and plain Python values only, so that it loads with weights_only=True)
+  config.yaml    the resolved config of the run that wrote it
+  manifest.json  sha256 and size of both files, the step, and the id of the run that wrote it
 It is written to a temporary sibling directory first and renamed into place, so a crash or a full
-disk mid-write never leaves a half checkpoint under a real name, and older checkpoints are pruned
-only after the new one is complete: a good checkpoint is never lost.
+disk mid-write (any exception: torch reports a full disk as RuntimeError) never leaves a half
+checkpoint under a real name; the temporary directory is removed, and those of killed processes are
+removed when the run directory is opened again (`open_run_dir`). A checkpoint whose files do not
+match its manifest (a bit flip, a partial copy) is skipped by `latest_checkpoint`, which falls back
+to the previous good one, and refused by `load`. Loading never unpickles code: a crafted state.pt
+fails with a message naming it. Pruning (`keep`) deletes only checkpoints written by this run, so a
+`trainer.resume=never` run into a used directory leaves the old run's checkpoints alone.
 
-Each part carries its own state through `state_dict()` / `load_state_dict()`; this module only
-collects and stores them.
+    python -m training.checkpoint verify <checkpoint dir>...            # check manifests
+    python -m training.checkpoint upgrade --trust <checkpoint dir>...   # convert a pre-manifest one
+
+Tested by tests/test_checkpoint_safety.py and tests/test_train.py.
 """
 
 from __future__ import annotations
 
+import argparse
+import hashlib
+import json
+import logging
 import os
+import pickle
 import random
 import re
 import shutil
+import socket
+import uuid
 from pathlib import Path
 
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+log = logging.getLogger(__name__)
+
 STATE_FILE = "state.pt"
 CONFIG_FILE = "config.yaml"
+MANIFEST_FILE = "manifest.json"
 _NAME = re.compile(r"^step_(\d+)$")
+# Temporary names carry host and pid so that a later process can tell a dead writer's leftovers
+# (removed) from a live one's (kept); `.tmp-step_X-<pid>` is the older, host-less form.
+_TMP = re.compile(r"^\.(tmp|old)-(step_\d+)-(?:(.+)-)?(\d+)$")
+_HOST = socket.gethostname().replace("-", "_")
+_run_ids: dict[Path, str] = {}     # run dir -> id of the run this process writes there
+_verified: dict[Path, tuple] = {}  # checkpoint dir -> (name, mtime_ns, size) of files that matched
 
 
 def checkpoint_dir(run_dir: str | Path, step: int) -> Path:
@@ -33,7 +58,7 @@ def checkpoint_dir(run_dir: str | Path, step: int) -> Path:
 
 
 def list_checkpoints(run_dir: str | Path) -> list[Path]:
-    """Complete checkpoints of a run, oldest first (temporary directories are ignored)."""
+    """Checkpoints of a run by name, oldest first (temporary directories are ignored; not verified)."""
     root = Path(run_dir) / "checkpoints"
     if not root.is_dir():
         return []
@@ -42,14 +67,63 @@ def list_checkpoints(run_dir: str | Path) -> list[Path]:
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    found = list_checkpoints(run_dir)
-    return found[-1] if found else None
+    """The newest checkpoint whose files match its manifest; bad ones are skipped with a warning."""
+    for path in reversed(list_checkpoints(run_dir)):
+        problem = verify(path)
+        if problem is None:
+            return path
+        log.warning("Skipping checkpoint %s: %s. Falling back to the previous one.", path, problem)
+    return None
+
+
+def _digest(path: Path) -> dict:
+    with open(path, "rb") as f:
+        return {"sha256": hashlib.file_digest(f, "sha256").hexdigest(), "size": path.stat().st_size}
+
+
+def _manifest(path: Path) -> dict | None:
+    try:
+        return json.loads((path / MANIFEST_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def verify(path: str | Path) -> str | None:
+    """None if the checkpoint directory's files match its manifest, else what is wrong. A checkpoint
+    written before manifests existed passes with a warning (nothing to check it against)."""
+    path = Path(path)
+    if not (path / MANIFEST_FILE).exists():
+        log.warning("Checkpoint %s has no %s (written before checksums): its files cannot be verified.",
+                    path, MANIFEST_FILE)
+        return None
+    manifest = _manifest(path)
+    if manifest is None or not isinstance(manifest.get("files"), dict):
+        return f"{path / MANIFEST_FILE} is unreadable"
+    files = manifest["files"]
+    missing = [name for name in files if not (path / name).is_file()]
+    if missing:
+        return f"{path / missing[0]} is missing"
+    stamp = tuple((name, (path / name).stat().st_mtime_ns, (path / name).stat().st_size) for name in files)
+    if _verified.get(path.resolve()) == stamp:
+        return None  # hashed earlier in this process and untouched since: spare a second full read
+    for name, expected in files.items():
+        actual = _digest(path / name)
+        if actual != expected:
+            return (f"{path / name} does not match its checksum (size {actual['size']} vs "
+                    f"{expected.get('size')}; sha256 differs): the file is corrupt")
+    _verified[path.resolve()] = stamp
+    return None
 
 
 def rng_state() -> dict:
+    """Every RNG's state as tensors and plain Python values (what weights_only=True loads)."""
+    version, internal, gauss_next = random.getstate()
+    np_state = np.random.get_state(legacy=False)
     state = {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "python": [version, list(internal), gauss_next],
+        "numpy": {"bit_generator": np_state["bit_generator"],
+                  "key": [int(k) for k in np_state["state"]["key"]], "pos": int(np_state["state"]["pos"]),
+                  "has_gauss": int(np_state["has_gauss"]), "gauss": float(np_state["gauss"])},
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -58,42 +132,124 @@ def rng_state() -> dict:
 
 
 def set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+    n = state["numpy"]
+    np.random.set_state({"bit_generator": n["bit_generator"], "has_gauss": n["has_gauss"], "gauss": n["gauss"],
+                         "state": {"key": np.array(n["key"], dtype=np.uint32), "pos": n["pos"]}})
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _plain(obj, where: str = "state"):
+    """`obj` with numpy scalars made Python numbers; anything a safe load would refuse is an error
+    here, at save time, rather than a checkpoint that cannot be resumed. Containers are rebuilt only
+    when something in them changed (a state dict's OrderedDict keeps its `_metadata`)."""
+    if isinstance(obj, dict):
+        items = {k: _plain(v, f"{where}[{k!r}]") for k, v in obj.items()}
+        return obj if all(items[k] is v for k, v in obj.items()) else type(obj)(items)
+    if isinstance(obj, (list, tuple)):
+        items = [_plain(v, f"{where}[{i}]") for i, v in enumerate(obj)]
+        return obj if all(a is b for a, b in zip(items, obj)) else type(obj)(items)
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if obj is None or isinstance(obj, (torch.Tensor, int, float, bool, str, bytes, torch.dtype, torch.Size)):
+        return obj
+    raise TypeError(f"{where} is a {type(obj).__name__}, which torch.load(weights_only=True) refuses: "
+                    f"store it as tensors or plain Python values (see training.checkpoint.rng_state).")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True
+
+
+def open_run_dir(run_dir: str | Path, resumed_from: str | Path | None = None) -> str:
+    """Start writing checkpoints into run_dir: remove temporary directories of dead writers (a
+    killed save), and fix this run's id -- the id of `resumed_from` (the run's own checkpoint being
+    continued) or a new one. Returns the id. `save` calls it on first use if the caller did not."""
+    run_dir = Path(run_dir).resolve()
+    root = run_dir / "checkpoints"
+    for entry in (root.iterdir() if root.is_dir() else ()):
+        m = _TMP.match(entry.name)
+        if not m or not entry.is_dir():
+            continue
+        kind, name, host, pid = m.group(1), m.group(2), m.group(3), int(m.group(4))
+        if host not in (None, _HOST) or _pid_alive(pid) and pid != os.getpid():
+            continue  # another machine's or a live process's write in progress
+        if kind == "old" and not (root / name).exists():  # killed between the two renames of a re-save
+            os.replace(entry, root / name)
+            log.warning("Restored checkpoint %s from an interrupted re-save.", root / name)
+        else:
+            shutil.rmtree(entry, ignore_errors=True)
+            log.warning("Removed %s, left by a save that was killed.", entry)
+    manifest = _manifest(Path(resumed_from)) if resumed_from else None
+    run_id = (manifest or {}).get("run_id") or uuid.uuid4().hex[:12]
+    _run_ids[run_dir] = run_id
+    return run_id
+
+
+def check_keep(keep) -> None:
+    """trainer.keep_checkpoints: None / 0 keep all, N >= 1 this run's N newest (-1 used to delete all)."""
+    if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 0):
+        raise ValueError(f"trainer.keep_checkpoints={keep} is invalid: use N >= 1 to keep this run's N "
+                         f"newest checkpoints, or 0 / null to keep all of them.")
+
+
 def save(run_dir: str | Path, state: dict, config: DictConfig, keep: int | None = None) -> Path:
     """Write `state` (a dict whose values are state dicts / plain values; must contain "step")
-    atomically under run_dir/checkpoints/, then prune to the `keep` newest. Returns the path."""
+    atomically under run_dir/checkpoints/ with its manifest, then prune this run's checkpoints to the
+    `keep` newest (0 / None: keep all). Returns the path."""
+    check_keep(keep)
+    state = _plain(state)
+    key = Path(run_dir).resolve()
+    run_id = _run_ids.get(key) or open_run_dir(run_dir)
     final = checkpoint_dir(run_dir, state["step"])
-    tmp = final.parent / f".tmp-{final.name}-{os.getpid()}"
+    tmp = final.parent / f".tmp-{final.name}-{_HOST}-{os.getpid()}"
+    old = final.parent / f".old-{final.name}-{_HOST}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         tmp.mkdir(parents=True)
-        torch.save(state, tmp / STATE_FILE)
+        with open(tmp / STATE_FILE, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())  # the manifest must describe bytes that are on disk
         (tmp / CONFIG_FILE).write_text(OmegaConf.to_yaml(config, resolve=True))
+        manifest = {"step": int(state["step"]), "run_id": run_id,
+                    "files": {name: _digest(tmp / name) for name in (STATE_FILE, CONFIG_FILE)}}
+        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1) + "\n")
         if final.exists():  # re-saving the same step (e.g. final save right after a periodic one)
-            shutil.rmtree(final)
+            os.replace(final, old)
         os.replace(tmp, final)
-    except OSError as err:
+    except BaseException as err:  # a full disk is torch's RuntimeError; Ctrl-C must clean up too
         shutil.rmtree(tmp, ignore_errors=True)
+        if old.exists() and not final.exists():
+            os.replace(old, final)
+        if not isinstance(err, Exception):
+            raise
         previous = latest_checkpoint(run_dir)
         raise RuntimeError(
-            f"Could not write checkpoint {final} ({err}). The previous checkpoint "
+            f"Could not write checkpoint {final} ({type(err).__name__}: {err}). The previous checkpoint "
             f"{previous or '(none)'} is intact. Free disk space (or point hydra.run.dir at a larger "
             f"disk) and resume with the same hydra.run.dir."
         ) from err
+    shutil.rmtree(old, ignore_errors=True)
     if keep:
-        for old in list_checkpoints(run_dir)[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
+        mine = [p for p in list_checkpoints(run_dir) if (_manifest(p) or {}).get("run_id") == run_id]
+        for stale in mine[:-keep]:
+            shutil.rmtree(stale, ignore_errors=True)
     return final
 
 
 def load(path: str | Path) -> dict:
-    """Load a checkpoint directory (or its state.pt). Clear errors for missing or corrupt files."""
+    """Load a checkpoint directory (or its state.pt): verified against its manifest, unpickled with
+    weights_only=True. Clear errors for missing, corrupt or unsafe files."""
     path = Path(path)
     state_file = path / STATE_FILE if path.is_dir() else path
     if not state_file.is_file():
@@ -101,9 +257,25 @@ def load(path: str | Path) -> dict:
             f"No checkpoint at {path}: expected a directory like <run dir>/checkpoints/step_0001000 "
             f"containing {STATE_FILE}. Check trainer.init_from (ls <run dir>/checkpoints)."
         )
+    ckpt = state_file.parent
+    problem = verify(ckpt)
+    if problem is not None:
+        raise ValueError(f"Checkpoint {ckpt} is corrupt: {problem}. Delete {ckpt} and start from an "
+                         f"earlier checkpoint (a resume picks the newest good one by itself).")
     try:
-        # weights_only=False: the state holds RNG states (numpy arrays, tuples) written by us.
-        state = torch.load(state_file, map_location="cpu", weights_only=False)
+        state = torch.load(state_file, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        # torch says "Unsupported global" for code the file wants run, other things for garbage bytes
+        detail = str(err).split("WeightsUnpickler error:")[-1].strip().split(". ")[0]
+        if "Unsupported global" not in detail:
+            raise ValueError(f"Checkpoint file {state_file} is corrupt or truncated ({detail}). Delete that "
+                             f"checkpoint directory and resume from an earlier one.") from err
+        raise ValueError(
+            f"Checkpoint file {state_file} holds Python objects that a safe load refuses to run "
+            f"({detail}). It was not written by this trainer's current version: delete "
+            f"{ckpt}, or, only if you wrote it yourself with an older version, convert it with "
+            f"`python -m training.checkpoint upgrade --trust {ckpt}`."
+        ) from err
     except Exception as err:  # torch raises many types for truncated / garbage files
         raise ValueError(
             f"Checkpoint file {state_file} is corrupt or truncated ({type(err).__name__}: {err}). "
@@ -112,5 +284,46 @@ def load(path: str | Path) -> dict:
     missing = {"model", "optimizer", "step", "tokens", "loader", "rng"} - set(state)
     if missing:
         raise ValueError(f"Checkpoint {state_file} lacks {sorted(missing)}: not written by this trainer.")
+    if ckpt.parent.name == "checkpoints":  # continuing a run's own checkpoint continues that run
+        run_id = (_manifest(ckpt) or {}).get("run_id")
+        if run_id:
+            _run_ids[ckpt.parent.parent.resolve()] = run_id
     return state
 
+
+def upgrade(path: str | Path) -> Path:
+    """Rewrite a checkpoint of an older version (numpy RNG state, no manifest) in the safe format.
+    Unpickles with weights_only=False: run it only on files you wrote yourself."""
+    path = Path(path)
+    state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=False)
+    py, npy = state["rng"]["python"], state["rng"]["numpy"]
+    if isinstance(npy, tuple):  # np.random.get_state()'s legacy tuple: (name, key, pos, has_gauss, gauss)
+        npy = {"bit_generator": npy[0], "key": [int(k) for k in npy[1]], "pos": int(npy[2]),
+               "has_gauss": int(npy[3]), "gauss": float(npy[4])}
+    state["rng"] = {**state["rng"], "python": [py[0], list(py[1]), py[2]], "numpy": npy}
+    config = OmegaConf.load(path / CONFIG_FILE)
+    _run_ids.setdefault(path.parent.parent.resolve(), "upgraded")  # one id for a run's old checkpoints
+    return save(path.parent.parent, state, config)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.checkpoint", description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["verify", "upgrade"])
+    parser.add_argument("paths", nargs="+", type=Path, help="checkpoint directories (.../checkpoints/step_N)")
+    parser.add_argument("--trust", action="store_true", help="upgrade: I wrote these files (they are unpickled)")
+    args = parser.parse_args(argv)
+    if args.command == "upgrade" and not args.trust:
+        parser.error("upgrade unpickles the files, which can run code: pass --trust if you wrote them yourself")
+    bad = 0
+    for path in args.paths:
+        if args.command == "verify":
+            problem = verify(path) if (path / STATE_FILE).is_file() else f"no {STATE_FILE} in {path}"
+            bad += problem is not None
+            print(f"{path}: {problem or 'ok'}")
+        else:
+            print(f"{path}: upgraded -> {upgrade(path)}")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
