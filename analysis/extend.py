@@ -132,11 +132,11 @@ def extension_options(schedule_config, lr, new_steps, tuned_lr=None, G=1.0, D=1.
     vs_same_lr, note, keeps (the step up to which the option repeats the run, at most the kept step K: a
     checkpoint at or before it starts it; None for a restart), overrides (None without a solution), config,
     shape. FromArray schedules are saved to array_dir as .npy (inline lists without it: no overrides)."""
+    old_shape = shape_of(schedule_config)           # first: a crafted config is refused before it is read
     T1, T2 = int(schedule_config["total_steps"]), int(new_steps)
     if T2 <= T1:
         raise ValueError(f"new_steps={new_steps} must exceed the run's horizon total_steps={T1}; give a longer one")
     tuned_lr = lr if tuned_lr is None else tuned_lr
-    old_shape = shape_of(schedule_config)
     gamma_1 = optimal_lr(old_shape, G, D)[0]
     unit = gamma_1 / tuned_lr                       # theory units per unit of LR
     target = lr * unit                              # the LR in use, which gamma* of a continuation must equal

@@ -70,11 +70,10 @@ def test_crafted_schedule_configs_run_code_under_instantiate_but_not_in_the_anal
         load(run_dir)
     for entry in (lambda: advise.shape_of(config), lambda: build_schedule(config),
                   lambda: build_schedule(dict(OmegaConf.create(config))),     # nested nodes of a DictConfig
-                  lambda: groups.same_shape(config, WSD_CONFIG), lambda: extend.continuation_plan(config, 200)):
+                  lambda: groups.same_shape(config, WSD_CONFIG), lambda: extend.continuation_plan(config, 200),
+                  lambda: extend.extension_options(config, 1e-3, 200)):
         with pytest.raises(ValueError, match=key):
             entry()
-    with pytest.raises(ValueError, match=key) if "total_steps" in config else pytest.raises(KeyError):
-        extend.extension_options(config, 1e-3, 200)     # reads total_steps before it builds anything
     write_run(tmp_path / "runs" / "good", WSD_CONFIG)
     with pytest.warns(UserWarning, match=r"skipped .*evil: not readable .*run 'evil'"):
         runs = load_many(str(tmp_path / "runs" / "*"))
