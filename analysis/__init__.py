@@ -2,6 +2,7 @@
 
     bound.py   the last-iterate bound: one horizon, every horizon (fast), closed-form optimal LR
     runs.py    run readers: run directories, wandb (online/offline), the paper's JSON logs
+               (safe_schedule.py: the only builder of a recorded schedule config; wandb_log.py: offline logs)
     groups.py  runs -> LR sweeps by schedule shape (and model, data), schedules named in words
     fit.py     loss curves ~ C + M * bound; final loss vs peak LR -> optimal LR and its status
                (bracketed / extrapolated / undetermined) with the LRs to run next

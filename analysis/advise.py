@@ -31,7 +31,8 @@ import pandas as pd
 from analysis.bound import optimal_lr
 from analysis.fit import LRFit, fit_lr_sweep, next_grid_lrs
 from analysis.groups import describe, group_runs
-from analysis.runs import FINAL_KEY, build_schedule
+from analysis.runs import FINAL_KEY
+from analysis.safe_schedule import build_schedule
 
 SCHEDULE_CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "schedule"
 # Horizon and warmup arguments: a target schedule inherits them from the source (same horizon, same warmup).

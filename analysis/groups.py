@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from analysis.runs import build_schedule, check_schedule_config, schedule_class
+from analysis.safe_schedule import build_schedule, check_schedule_config, schedule_class
 from schedules.base import fraction_to_steps
 
 HORIZON_KEYS = ("total_steps",)

@@ -24,7 +24,6 @@ import glob as globlib
 import json
 import math
 import re
-import struct
 import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -32,12 +31,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from hydra.errors import HydraException
-from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-import schedules
+from analysis.safe_schedule import build_schedule, check_schedule_config
+from analysis.wandb_log import wandb_key, wandb_records
 from training.callbacks import JOBS_FILE
 from training.metrics import METRICS_FILE, read_metrics
 
@@ -75,55 +73,6 @@ class Run:
     def lr(self) -> np.ndarray:
         """Step sizes of all T updates: peak LR x schedule.multipliers() (float64, length T)."""
         return self.peak_lr * self.schedule().multipliers()
-
-
-# The one way the analysis builds a recorded schedule config: a config.yaml or a wandb run may come from
-# anyone, and instantiate calls whatever `_target_` names (os.system), nested `_target_` nodes included.
-def schedule_class(target, what: str = "schedule config") -> type:
-    """The schedules.Schedule subclass `target` names ('schedules.WSD'), looked up as attributes of the
-    imported `schedules` package (nothing is imported or called), else a ValueError naming `what`."""
-    parts, cls = (target.split(".") if isinstance(target, str) else []), schedules
-    for part in parts[1:] if parts[:1] == ["schedules"] else [None]:
-        cls = getattr(cls, part, None) if part and part.isidentifier() and part[0] != "_" else None
-    if not (isinstance(cls, type) and issubclass(cls, schedules.Schedule)):
-        raise ValueError(f"{what}: _target_={target!r} is not a schedule class; the analysis builds only classes of "
-                         "the `schedules` package (e.g. 'schedules.WSD'), so that a config cannot run code: correct "
-                         "the config or leave the run out")
-    return cls
-
-
-def check_schedule_config(config, what: str = "schedule config") -> dict:
-    """`config` as a dict if it names a schedules class with plain arguments: no other Hydra key (`_args_`,
-    `_partial_`, a nested `_target_`, ...) at any depth and no '${...}' to resolve; else a ValueError."""
-    config = OmegaConf.to_container(config) if isinstance(config, DictConfig) else config
-    if not isinstance(config, dict) or "_target_" not in config:
-        raise ValueError(f"{what} {config!r} is not a schedule config: it needs `_target_` (e.g. "
-                         "'schedules.WSD') and the schedule's arguments, as train.py records them")
-    schedule_class(config["_target_"], what)
-    stack = [(str(k), v) for k, v in config.items() if k != "_target_"]
-    while stack:
-        key, value = stack.pop()
-        value = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value   # dict(a DictConfig)
-        if re.fullmatch(r"_\w*_", key.rsplit(".", 1)[-1]):
-            raise ValueError(f"{what}: key {key!r} is a Hydra instantiation key; the analysis builds only the "
-                             "top-level schedules class from plain arguments, so that a config cannot run code: "
-                             "remove the key (train.py never records one) or leave the run out")
-        if isinstance(value, str) and "${" in value:
-            raise ValueError(f"{what}: {key}={value!r} is an interpolation left unresolved; the analysis reads "
-                             "configs resolved, as train.py records them: give the value itself")
-        nested = isinstance(value, (list, tuple))      # OmegaConf makes a tuple a list, which instantiate walks
-        items = value.items() if isinstance(value, dict) else enumerate(value) if nested else ()
-        stack += [(f"{key}.{k}", v) for k, v in items]
-    return config
-
-
-def build_schedule(config, what: str = "schedule config"):
-    """The schedule object of a recorded config: check_schedule_config, then hydra.utils.instantiate."""
-    config = check_schedule_config(config, what)
-    try:
-        return instantiate(config)
-    except HydraException as error:   # arguments the class refuses
-        raise ValueError(f"{what} {config} cannot be built by hydra.utils.instantiate: {error}") from None
 
 
 _WANDB_ONLINE = re.compile(r"^[\w.-]+/[\w.-]+/[\w.-]+$")
@@ -273,55 +222,20 @@ def _load_wandb_online(path: str) -> Run:
     return _from_wandb(api_run.name, path, dict(api_run.config), history, dict(api_run.summary))
 
 
-def _wandb_records(path: Path):
-    """The protobuf records of a wandb transaction log (LevelDB-style log: 7-byte file header
-    ':W&B' magic version, then 32 KiB blocks of records, each with a 7-byte header
-    crc32/length/type; type 1 = a whole record, 2/3/4 = its first/middle/last piece)."""
-    from wandb.proto import wandb_internal_pb2
-
-    data = path.read_bytes()
-    if data[:4] != b":W&B":
-        raise ValueError(f"{path} is not a wandb transaction log")
-    block, pos, pieces = 32768, 7, b""
-    while pos + 7 <= len(data):
-        if block - pos % block < 7:                 # the rest of a block is padding
-            pos += block - pos % block
-            continue
-        _, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
-        pos += 7
-        if kind == 0:                                # zero padding at the end of a block or file
-            pos += (block - pos % block) % block
-            continue
-        if pos + length > len(data):                 # a record still being written (a live run)
-            break
-        chunk, pos = data[pos:pos + length], pos + length
-        if kind in (1, 4):
-            record = wandb_internal_pb2.Record()
-            record.ParseFromString(pieces + chunk if kind == 4 else chunk)
-            pieces = b""
-            yield record
-        else:
-            pieces = chunk if kind == 2 else pieces + chunk
-
-
-def _wandb_key(item) -> str:
-    return item.key or ".".join(item.nested_key)
-
-
 def _load_wandb_offline(path: Path) -> Run:
     log_file = sorted(path.glob("run-*.wandb"))[0]
     config, summary, rows, name = {}, {}, [], path.name
-    for record in _wandb_records(log_file):
+    for record in wandb_records(log_file):
         kind = record.WhichOneof("record_type")
         if kind == "run":
             name = record.run.display_name or record.run.run_id or name
-            config.update({_wandb_key(i): json.loads(i.value_json) for i in record.run.config.update})
+            config.update({wandb_key(i): json.loads(i.value_json) for i in record.run.config.update})
         elif kind == "config":
-            config.update({_wandb_key(i): json.loads(i.value_json) for i in record.config.update})
+            config.update({wandb_key(i): json.loads(i.value_json) for i in record.config.update})
         elif kind == "history":
-            rows.append({_wandb_key(i): json.loads(i.value_json) for i in record.history.item})
+            rows.append({wandb_key(i): json.loads(i.value_json) for i in record.history.item})
         elif kind == "summary":
-            summary.update({_wandb_key(i): json.loads(i.value_json) for i in record.summary.update})
+            summary.update({wandb_key(i): json.loads(i.value_json) for i in record.summary.update})
     config.pop("_wandb", None)
     return _from_wandb(name, str(path), config, pd.DataFrame(rows), summary)
 

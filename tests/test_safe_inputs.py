@@ -18,7 +18,8 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from analysis import advise, cli, extend, groups
-from analysis.runs import build_schedule, check_schedule_config, load, load_many
+from analysis.runs import load, load_many
+from analysis.safe_schedule import build_schedule, check_schedule_config
 from data import embedded, shards
 from data.loader import BatchLoader
 from data.tokens import TokenData
