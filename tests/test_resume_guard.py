@@ -17,6 +17,7 @@ import textwrap
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 import train as train_module
 from data.loader import BatchLoader
@@ -68,6 +69,23 @@ def test_longer_horizon_that_rewrites_the_past_names_the_first_changed_update():
     default_warmup = [o for o in wsd if not o.startswith("trainer.warmup_steps")]
     with pytest.raises(ValueError, match=r"update 1\b.*trainer.warmup_steps"):
         check_resume(compose_config(default_warmup), compose_config(default_warmup + ["trainer.max_steps=40"]), 5)
+
+
+CALLED = []
+
+
+def crafted(*args, **kwargs):
+    CALLED.append(args)
+
+
+def test_a_recorded_config_never_names_the_code_that_runs():
+    """A config.yaml on disk that names another class (or nests one) is refused without running it."""
+    recorded = OmegaConf.to_container(compose_config(SHORT), resolve=True)
+    recorded["schedule"]["_target_"] = f"{__name__}.crafted"
+    recorded["schedule"]["warmup_start"] = {"_target_": f"{__name__}.crafted"}
+    with pytest.raises(ValueError, match="schedule._target_"):
+        check_resume(recorded, compose_config(SHORT + ["trainer.max_steps=40"]), step=10)
+    assert CALLED == []
 
 
 def test_horizon_below_the_checkpoint_is_refused():
@@ -146,6 +164,21 @@ def test_lock_refuses_a_second_process_and_dies_with_a_killed_one(tmp_path):
         child.wait()
     with run_dir_lock(tmp_path):  # SIGKILL left no stale lock
         pass
+
+
+def test_only_rank_zero_of_a_distributed_job_takes_the_lock(tmp_path, monkeypatch):
+    child = hold_lock(tmp_path)
+    try:
+        monkeypatch.setenv("RANK", "1")  # torchrun's other ranks share rank 0's directory
+        with run_dir_lock(tmp_path):
+            pass
+        monkeypatch.setenv("RANK", "0")
+        with pytest.raises(RunDirInUse):
+            with run_dir_lock(tmp_path):
+                pass
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
 
 
 def test_trainer_into_a_locked_directory_fails_before_writing(tmp_path):

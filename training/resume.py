@@ -48,8 +48,12 @@ class RunDirInUse(RuntimeError):
 
 @contextmanager
 def run_dir_lock(run_dir: str | Path):
-    """Hold `<run_dir>/.lock` exclusively until the block ends; RunDirInUse if another process has it."""
+    """Hold `<run_dir>/.lock` exclusively until the block ends; RunDirInUse if another process has it.
+    Under torchrun only global rank 0 takes it (the ranks of one job share the directory)."""
     run_dir = Path(run_dir)
+    if int(os.environ.get("RANK", "0")) != 0:
+        yield
+        return
     run_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -104,8 +108,11 @@ def _first_changed_lr_step(old_schedule: dict, new_schedule: dict, steps: int) -
     if steps == 0:
         return None
     s = np.arange(steps)
-    old = np.asarray(instantiate(old_schedule)(s), dtype=float)
-    new = np.asarray(instantiate(new_schedule)(s), dtype=float)
+    # The recorded file is not trusted to name code: the class is the new config's (a changed
+    # _target_ is refused anyway) and nothing nested is instantiated.
+    old_schedule = {**old_schedule, "_target_": new_schedule["_target_"]}
+    old = np.asarray(instantiate(old_schedule, _recursive_=False)(s), dtype=float)
+    new = np.asarray(instantiate(new_schedule, _recursive_=False)(s), dtype=float)
     differs = ~np.isclose(old, new, rtol=1e-12, atol=0.0)
     return int(np.argmax(differs)) if differs.any() else None
 
@@ -119,7 +126,9 @@ def check_resume(recorded: DictConfig | dict, cfg: DictConfig | dict, step: int)
     if "trainer.max_steps" in diff:
         max_steps = new["trainer"]["max_steps"]
         horizon = {k: v for k, v in diff.items() if _covered(k, HORIZON) and k != "schedule._target_"}
-        if max_steps < step:
+        if "schedule._target_" in diff or any(isinstance(v, (dict, list)) for v in old["schedule"].values()):
+            horizon = {}  # another schedule: every differing key is named, nothing recorded is built
+        elif max_steps < step:
             problems.append(f"trainer.max_steps={max_steps} is below the checkpoint's step {step}")
         else:
             changed = _first_changed_lr_step(old["schedule"], new["schedule"], step)
