@@ -22,6 +22,7 @@ from omegaconf import OmegaConf
 import train as train_module
 from data.loader import BatchLoader
 from tests.conftest import ROOT, TINY, compose_config
+from training import checkpoint
 from training.metrics import read_metrics, rewind
 from training.resume import RunDirInUse, check_resume, run_dir_lock, with_new_hyperparameters
 
@@ -261,3 +262,24 @@ def test_longer_horizon_continues_and_replaces_the_final_evaluation(finished, tm
     old = keyed(read_metrics(finished))
     assert {k: v for k, v in events.items() if k[0] <= 12} == {k: v for k, v in old.items() if k[1] != "final/val_loss"}
     assert [events[(s, "lr")] for s in range(13, 17)] == [1e-3] * 4  # constant after the warmup
+
+
+@pytest.mark.slow
+def test_branch_trains_with_its_own_optimizer_hyperparameters(finished, tmp_path, monkeypatch):
+    seen = {}
+
+    def capture_fit(cfg, run_dir, model, optimizer, schedule, data, logger, device, start, resumed):
+        seen["start"], seen["resumed"] = start, resumed
+        return {"step": int(start["step"]), "final_val_loss": None}
+
+    monkeypatch.setattr(train_module, "fit", capture_fit)
+    parent = finished / "checkpoints" / "step_0000010"
+    train_module.train(compose_config(SHORT + [f"trainer.init_from={parent}", "optimizer.weight_decay=0.02",
+                                               "optimizer.betas=[0.8,0.99]"]), tmp_path)
+    groups = seen["start"]["optimizer"]["param_groups"]
+    assert not seen["resumed"] and [g["weight_decay"] for g in groups] == [0.02, 0.0]
+    assert all(tuple(g["betas"]) == (0.8, 0.99) for g in groups)
+    saved = checkpoint.load(parent)["optimizer"]  # the parent's settings and moments
+    assert [g["weight_decay"] for g in saved["param_groups"]] == [0.1, 0.0]
+    assert all(torch.equal(seen["start"]["optimizer"]["state"][i]["exp_avg"], s["exp_avg"])
+               for i, s in saved["state"].items())

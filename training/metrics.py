@@ -141,7 +141,8 @@ def plot_loss_curve(run_dir: str | Path, out: str | Path | None = None) -> Path:
         ax.axhline(final[-1]["final/val_loss"], color="gray", ls=":", label="final val (full split)")
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
-    ax.legend()
+    if ax.get_legend_handles_labels()[0]:  # a run stopped before its first event has no curve yet
+        ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
     tmp = out.with_name(f".{out.name}.tmp")
