@@ -53,6 +53,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
     if cfg.model.vocab_size < data.vocab_size:  # larger is fine: padded rows are never targets
         raise ValueError(f"model.vocab_size={cfg.model.vocab_size} is below the data's vocab_size="
                          f"{data.vocab_size}: set model.vocab_size=${{data.vocab_size}}.")
+    data.check_vocab(cfg.model.vocab_size, "model.vocab_size")  # each shard's largest id vs the embedding rows
 
     # One trainer per run directory (the lock dies with its process, even by SIGKILL).
     with run_dir_lock(run_dir):
