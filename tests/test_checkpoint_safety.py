@@ -163,7 +163,7 @@ def test_keep_checkpoints_is_validated_before_anything_is_written(tmp_path):
     assert names(tmp_path) == ["step_0000010", "step_0000015"]
 
 
-def test_pruning_deletes_only_checkpoints_of_the_run_that_writes(tmp_path):
+def test_pruning_deletes_only_checkpoints_of_the_run_that_writes_and_a_rerun_continues_it(tmp_path):
     old = checkpoint.open_run_dir(tmp_path)  # a finished run
     for step in (100, 200):
         checkpoint.save(tmp_path, fake_state(step), CFG, keep=0)
@@ -172,6 +172,7 @@ def test_pruning_deletes_only_checkpoints_of_the_run_that_writes(tmp_path):
     for step in (10, 20, 30):
         checkpoint.save(tmp_path, fake_state(step), CFG, keep=1)
     assert names(tmp_path) == ["step_0000030", "step_0000100", "step_0000200"]
+    assert checkpoint.latest_checkpoint(tmp_path).name == "step_0000030"  # a rerun continues the new run
     # a later process resuming the new run (its own checkpoint) continues its id and its pruning
     checkpoint.open_run_dir(tmp_path)
     checkpoint.load(tmp_path / "checkpoints" / "step_0000030")

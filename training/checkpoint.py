@@ -12,7 +12,8 @@ removed when the run directory is opened again (`open_run_dir`). A checkpoint wh
 match its manifest (a bit flip, a partial copy) is skipped by `latest_checkpoint`, which falls back
 to the previous good one, and refused by `load`. Loading never unpickles code: a crafted state.pt
 fails with a message naming it. Pruning (`keep`) deletes only checkpoints written by this run, so a
-`trainer.resume=never` run into a used directory leaves the old run's checkpoints alone.
+`trainer.resume=never` run into a used directory leaves the old run's checkpoints alone, and a
+later rerun continues the run started last.
 
     python -m training.checkpoint verify <checkpoint dir>...            # check manifests
     python -m training.checkpoint upgrade --trust <checkpoint dir>...   # convert a pre-manifest one
@@ -32,6 +33,7 @@ import random
 import re
 import shutil
 import socket
+import time
 import uuid
 from pathlib import Path
 
@@ -49,7 +51,7 @@ _NAME = re.compile(r"^step_(\d+)$")
 # (removed) from a live one's (kept); `.tmp-step_X-<pid>` is the older, host-less form.
 _TMP = re.compile(r"^\.(tmp|old)-(step_\d+)-(?:(.+)-)?(\d+)$")
 _HOST = socket.gethostname().replace("-", "_")
-_run_ids: dict[Path, str] = {}     # run dir -> id of the run this process writes there
+_run_ids: dict[Path, tuple[str, float]] = {}  # run dir -> (id, start time) of the run this process writes
 _verified: dict[Path, tuple] = {}  # checkpoint dir -> (name, mtime_ns, size) of files that matched
 
 
@@ -67,8 +69,13 @@ def list_checkpoints(run_dir: str | Path) -> list[Path]:
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    """The newest checkpoint whose files match its manifest; bad ones are skipped with a warning."""
-    for path in reversed(list_checkpoints(run_dir)):
+    """The newest checkpoint whose files match its manifest; bad ones are skipped with a warning.
+    Newest: the highest step of the run started last (a `trainer.resume=never` run into a used
+    directory is the one a later rerun continues, whatever steps the older run reached)."""
+    def order(path: Path) -> tuple:
+        return (_manifest(path) or {}).get("run_started", 0.0), int(_NAME.match(path.name).group(1))
+
+    for path in sorted(list_checkpoints(run_dir), key=order, reverse=True):
         problem = verify(path)
         if problem is None:
             return path
@@ -189,10 +196,12 @@ def open_run_dir(run_dir: str | Path, resumed_from: str | Path | None = None) ->
         else:
             shutil.rmtree(entry, ignore_errors=True)
             log.warning("Removed %s, left by a save that was killed.", entry)
-    manifest = _manifest(Path(resumed_from)) if resumed_from else None
-    run_id = (manifest or {}).get("run_id") or uuid.uuid4().hex[:12]
-    _run_ids[run_dir] = run_id
-    return run_id
+    manifest = (_manifest(Path(resumed_from)) if resumed_from else None) or {}
+    if manifest.get("run_id"):
+        _run_ids[run_dir] = (manifest["run_id"], manifest.get("run_started", 0.0))
+    else:
+        _run_ids[run_dir] = (uuid.uuid4().hex[:12], time.time())
+    return _run_ids[run_dir][0]
 
 
 def check_keep(keep) -> None:
@@ -209,7 +218,9 @@ def save(run_dir: str | Path, state: dict, config: DictConfig, keep: int | None 
     check_keep(keep)
     state = _plain(state)
     key = Path(run_dir).resolve()
-    run_id = _run_ids.get(key) or open_run_dir(run_dir)
+    if key not in _run_ids:
+        open_run_dir(run_dir)
+    run_id, started = _run_ids[key]
     final = checkpoint_dir(run_dir, state["step"])
     tmp = final.parent / f".tmp-{final.name}-{_HOST}-{os.getpid()}"
     old = final.parent / f".old-{final.name}-{_HOST}-{os.getpid()}"
@@ -221,7 +232,7 @@ def save(run_dir: str | Path, state: dict, config: DictConfig, keep: int | None 
             f.flush()
             os.fsync(f.fileno())  # the manifest must describe bytes that are on disk
         (tmp / CONFIG_FILE).write_text(OmegaConf.to_yaml(config, resolve=True))
-        manifest = {"step": int(state["step"]), "run_id": run_id,
+        manifest = {"step": int(state["step"]), "run_id": run_id, "run_started": started,
                     "files": {name: _digest(tmp / name) for name in (STATE_FILE, CONFIG_FILE)}}
         (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1) + "\n")
         if final.exists():  # re-saving the same step (e.g. final save right after a periodic one)
@@ -285,9 +296,9 @@ def load(path: str | Path) -> dict:
     if missing:
         raise ValueError(f"Checkpoint {state_file} lacks {sorted(missing)}: not written by this trainer.")
     if ckpt.parent.name == "checkpoints":  # continuing a run's own checkpoint continues that run
-        run_id = (_manifest(ckpt) or {}).get("run_id")
-        if run_id:
-            _run_ids[ckpt.parent.parent.resolve()] = run_id
+        manifest = _manifest(ckpt) or {}
+        if manifest.get("run_id"):
+            _run_ids[ckpt.parent.parent.resolve()] = (manifest["run_id"], manifest.get("run_started", 0.0))
     return state
 
 
@@ -302,7 +313,7 @@ def upgrade(path: str | Path) -> Path:
                "has_gauss": int(npy[3]), "gauss": float(npy[4])}
     state["rng"] = {**state["rng"], "python": [py[0], list(py[1]), py[2]], "numpy": npy}
     config = OmegaConf.load(path / CONFIG_FILE)
-    _run_ids.setdefault(path.parent.parent.resolve(), "upgraded")  # one id for a run's old checkpoints
+    _run_ids.setdefault(path.parent.parent.resolve(), ("upgraded", 0.0))  # one id for a run's old checkpoints
     return save(path.parent.parent, state, config)
 
 
