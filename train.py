@@ -80,6 +80,7 @@ def _start_and_fit(cfg: DictConfig, run_dir: Path, schedule, data) -> dict:
     # Events after the starting point are redone: drop them (all of them when not resuming), and the
     # final evaluation too when a finished run continues to a longer horizon.
     step = int(start["step"]) if latest is not None else None
+    checkpoint.open_run_dir(run_dir, resumed_from=latest)  # leftovers of killed saves; this run's id
     rewind(run_dir, step, drop_final=step is not None and step < cfg.trainer.max_steps)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     (run_dir / "lineage.json").unlink(missing_ok=True)  # a fresh start is nobody's branch

@@ -158,6 +158,7 @@ def test_weight_decay_only_on_linear_weights():
     ("trainer.micro_batch_size=3", "micro_batch_size=3"),
     ("trainer.device=tpu", "trainer.device=tpu"),
     ("model.vocab_size=100", "model.vocab_size=100 is below the data's vocab_size=4096"),
+    ("trainer.keep_checkpoints=-1", "trainer.keep_checkpoints=-1 is invalid"),
 ])
 def test_bad_values_fail_before_the_model_is_built(override, message, tmp_path, monkeypatch):
     def no_model(*args, **kwargs):

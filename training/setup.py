@@ -20,7 +20,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from schedules.base import fraction_to_steps
-from training.checkpoint import checkpoint_dir
+from training.checkpoint import check_keep, checkpoint_dir
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -88,6 +88,7 @@ def check_config(cfg: DictConfig) -> None:
              f"or raise model.max_seq_len.")
     for key in ("eval_interval", "checkpoint_interval"):
         _require(t[key] >= 0, f"trainer.{key}={t[key]} must be >= 0 (0 turns it off).")
+    check_keep(t.keep_checkpoints)  # N >= 1, or 0 / null to keep all
     _require(t.log_interval >= 1, f"trainer.log_interval={t.log_interval} must be >= 1.")
     _require(t.eval_batch_size >= 1, f"trainer.eval_batch_size={t.eval_batch_size} must be >= 1.")
     _require(t.eval_batches >= 1, f"trainer.eval_batches={t.eval_batches} must be >= 1.")
