@@ -82,8 +82,6 @@ def fit(cfg: DictConfig, run_dir: Path, model, optimizer, schedule, data, logger
     if start is not None:
         restore(start, raw_model, optimizer, loader)
         step, tokens = int(start["step"]), int(start["tokens"])
-    if resumed:
-        logger.truncate_after(step)
     if step >= t.max_steps and resumed:
         log.info("Run already finished at step %d (trainer.max_steps=%d); nothing to do.", step, t.max_steps)
         return {"step": step, "tokens": tokens, "run_dir": str(run_dir)}

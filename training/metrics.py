@@ -74,12 +74,6 @@ class MetricsLogger:
             args = {"dir": str(run_dir), **dict(wandb)}
             self._wandb = wandb_lib.init(config=config, **args)
 
-    def truncate_after(self, step: int) -> None:
-        """Drop events logged after `step` (a resume from a checkpoint at `step` redoes them)."""
-        self._file.close()
-        rewind(self.path.parent, step)
-        self._file = open(self.path, "a")
-
     def log(self, event: dict) -> None:
         event = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in event.items()}
         self._file.write(json.dumps(event) + "\n")
