@@ -24,6 +24,7 @@ from analysis.advise import shape_of, transfer_lr
 from analysis.fit import fit_lr_sweep
 from analysis.plots import save_figure
 from analysis.runs import load as load_run
+from scripts.figures.common import to_jsonable
 
 SOURCE = "wsd"                                  # the schedule tuned by the sweep
 TARGETS = ("linear", "constant")                # the schedules the tuned LR is transferred to; linear is the goal
@@ -177,18 +178,6 @@ def plot(table: pd.DataFrame, fits: dict, transfers: dict, runs: dict, settings:
     return save_figure(fig, path)
 
 
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
-
-
 def report(jobs, out: Path, settings: dict, wall_s: float, reused: int = 0) -> dict:
     """Fit, transfer, print, plot and write <out>/transfer_demo.json; returns the JSON's content."""
     table, runs = collect(jobs, out / "runs")
@@ -212,7 +201,7 @@ def report(jobs, out: Path, settings: dict, wall_s: float, reused: int = 0) -> d
                                                   "leave_one_out": leave_one_out(f) if fit_status(f) != "undetermined"
                                                   else None} for s, f in fits.items()},
               "transfer_from": SOURCE, "transfer": transfers}
-    result = _jsonable(result)
+    result = to_jsonable(result)
     (out / "transfer_demo.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"\nwrote {figures[0].with_suffix('')}.png/.pdf, {out / 'transfer_demo.json'}\n"
           f"{wall_s / 60:.1f} min; {reused} of {len(jobs)} runs reused from an earlier call")
