@@ -44,7 +44,7 @@ def _finish(fig, ax, title, path=None, grid_which="major", handles=None):
     return fig if path is None else save_figure(fig, path)
 
 
-def _colors(n):
+def category_colors(n):
     """Distinct colours for categorical series (runs, schedules): a qualitative map, tab10 (tab20 beyond)."""
     from matplotlib import colormaps
 
@@ -60,7 +60,7 @@ def plot_overlay(pairs, path, title="measured loss vs fitted bound", ylim=None, 
 
     fig, ax = _axes()
     handles = []
-    for (curve, fit), color in zip(pairs, _colors(len(pairs))):
+    for (curve, fit), color in zip(pairs, category_colors(len(pairs))):
         ax.plot(curve.steps, curve.loss, "-", lw=1.6, color=color, alpha=0.85)
         handles.append(Line2D([], [], color=color, lw=1.6, label=f"{curve.label} (fit R$^2$ {fit.r2:.3f})"))
     for curve, fit in pairs:     # drawn after all measured lines, so no bound hides under a curve
@@ -107,7 +107,7 @@ def plot_lr_sweep(groups, path, title="final loss vs peak LR", max_factor=2.5):
     low = max(min(wanted) / 1.25, min(anchor) / max_factor)
     high = min(max(wanted) * 1.25, max(anchor) * max_factor)
     handles, statuses = [], set()
-    for group, color in zip(groups, _colors(len(groups))):
+    for group, color in zip(groups, category_colors(len(groups))):
         label = group["label"]
         if len(group["lrs"]):
             ax.plot(group["lrs"], group["losses"], "o", color=color, ms=5)
@@ -162,7 +162,7 @@ def plot_bound_curves(schedules, path, G=1.0, D=1.0, title="bound $\\Omega_t$", 
     final value unless ylim is given); marks: steps to draw as vertical lines (e.g. the old horizon)."""
     fig, ax = _axes()
     finals = []
-    for (label, lr), color in zip(schedules.items(), _colors(len(schedules))):
+    for (label, lr), color in zip(schedules.items(), category_colors(len(schedules))):
         lr = np.asarray(lr, dtype=np.float64)
         steps = np.unique(np.linspace(1, lr.size, 1000).astype(np.int64))
         omega = bound_curve(lr, G=G, D=D, horizons=steps)

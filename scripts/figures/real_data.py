@@ -18,8 +18,9 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from analysis.groups import describe
+from analysis.plots import category_colors
 from scripts.figures.common import FigureSpec
-from scripts.figures.real_runs import (by_model, category_colors, final_loss, finish_loss_axes, fit_numbers, fit_start,
+from scripts.figures.real_runs import (by_model, final_loss, finish_loss_axes, fit_numbers, fit_start,
                                        load_runs, loss_ylim, model_label, overlay, shade, steps_label)
 from scripts.figures.real_sweep import fig12, fig21
 

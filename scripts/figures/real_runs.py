@@ -17,7 +17,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from matplotlib import colormaps
 from matplotlib.colors import to_rgb
 from matplotlib.lines import Line2D
 
@@ -95,12 +94,6 @@ def steps_label(steps: int) -> str:
 # ---------------------------------------------------------------------------------------------------
 # Drawing.
 # ---------------------------------------------------------------------------------------------------
-def category_colors(n: int) -> list:
-    """A qualitative colour per category (tab10, then tab20 beyond 10 categories)."""
-    cmap = colormaps["tab10" if n <= 10 else "tab20"]
-    return [cmap(i % cmap.N) for i in range(n)]
-
-
 def shade(color, amount: float):
     """`color` mixed with black (amount > 0: darker) or with white (amount < 0: lighter)."""
     rgb = np.array(to_rgb(color))

@@ -27,7 +27,8 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from analysis.advise import make_sweep, shape_of, transfer_lr
 from analysis.bound import optimal_lr
 from analysis.groups import group_runs
-from scripts.figures.real_runs import (by_model, category_colors, final_loss, finish_loss_axes, fit_numbers, fit_start,
+from analysis.plots import category_colors
+from scripts.figures.real_runs import (by_model, final_loss, finish_loss_axes, fit_numbers, fit_start,
                                        load_runs, loss_ylim, overlay, steps_label)
 
 REFERENCE = "WSD, 20% linear cooldown"    # the paper's tuned schedule, the source of the transfer
