@@ -18,6 +18,8 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
+from data.shards import atomic_path
+
 log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.jsonl"
@@ -97,12 +99,10 @@ def rewind(run_dir: str | Path, step: int | None, drop_final: bool = False) -> N
     kept = [] if step is None else [
         e for e in read_metrics(run_dir)
         if e["step"] < step or (e["step"] == step and not (drop_final and "final/val_loss" in e))]
-    tmp = path.with_name(f".{METRICS_FILE}.tmp")
-    with open(tmp, "w") as f:  # written and synced beside the file, then renamed over it: all or nothing
+    with atomic_path(path) as tmp, open(tmp, "w") as f:  # written and synced beside it, then renamed over it
         f.write("".join(json.dumps(e) + "\n" for e in kept))
         f.flush()
         os.fsync(f.fileno())
-    tmp.replace(path)
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
@@ -139,7 +139,6 @@ def plot_loss_curve(run_dir: str | Path, out: str | Path | None = None) -> Path:
         ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    tmp = out.with_name(f".{out.name}.tmp")
-    fig.savefig(tmp, dpi=120, format="png")  # then renamed: a kill mid-write leaves no half image
-    tmp.replace(out)
+    with atomic_path(out) as tmp:  # renamed into place: a kill mid-write leaves no half image
+        fig.savefig(tmp, dpi=120, format="png")
     return out
