@@ -1,0 +1,210 @@
+"""Multi-process training on CPU (gloo): two `torchrun` processes give one process's losses at the
+same global batch, with DDP and with FSDP; checkpoints move between world sizes; a signalled world-2
+run resumes exactly; the ranks share one run directory; a global batch that does not split fails.
+
+    python -m pytest -q tests/test_distributed.py -p no:cacheprovider
+
+Every run is the real trainer launched in a subprocess (`python train.py` for one process,
+`python -m torch.distributed.run --standalone --nproc_per_node=2 train.py` for two), shared by the
+tests through module fixtures: 9 launches of a 30-step tiny model, about two minutes on 2 cores.
+If torchrun or gloo is missing these tests fail; they are not skipped.
+
+Tolerances. Two ranks and one process see the same 16 sequences per update (data/loader.py), but
+sum them in another order: DDP averages the two ranks' gradients with an all-reduce where one
+process accumulates its micro-batches, FSDP reduce-scatters shards, and the losses are all-reduced.
+fp32 addition is not associative, so the results agree to rounding, which AdamW then carries
+through 30 updates. Measured on this machine (torch 2.13 CPU, fp32): the largest relative
+difference of any logged loss or grad norm was 3e-7 (DDP) and 3e-7 (FSDP); the tolerance is 1e-5,
+30x that, and still 1000x below the change one extra or missing sequence per update makes.
+Within one world size (kill and resume) nothing is reordered and the curves are compared exactly.
+"""
+
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+
+from scripts.bench_scaling import Measurement, scaling_table
+from tests.dist_helpers import (curve_mismatches, events, finish, run, signal_workers, start,
+                                trainer_command, wait_for_step)
+from training import checkpoint, preemption
+
+RTOL = 1e-5  # see the module docstring: measured 3e-7
+STEPS = 30
+# A 2-layer model, 16 sequences of 32 tokens per update, every step logged, evaluation on 3 fixed
+# batches of 16 (3 batches over 2 ranks: an uneven split) every 10 steps and a checkpoint every 10.
+# The clip at 0.5 sits below the early grad norms (~0.66), so the all-reduced norm scales the update.
+BASE = [
+    "model.n_layer=2", "model.n_head=2", "model.d_model=64", "trainer.seq_len=32",
+    "trainer.batch_size=16", f"trainer.max_steps={STEPS}", "trainer.warmup_steps=4",
+    "trainer.eval_interval=10", "trainer.eval_batches=3", "trainer.eval_batch_size=16",
+    "trainer.log_interval=1", "trainer.checkpoint_interval=10", "trainer.keep_checkpoints=0",
+    "trainer.progress=false", "trainer.device=cpu", "trainer.grad_clip=0.5",
+]
+ONE = BASE + ["trainer.micro_batch_size=8"]                             # 1 process, 2 micro-batches
+DDP = BASE + ["trainer.micro_batch_size=4", "trainer.parallel=ddp"]     # 2 x 2 micro-batches (no_sync)
+FSDP = BASE + ["trainer.micro_batch_size=8", "trainer.parallel=fsdp"]   # 2 x 1 micro-batch
+# Hydra's default run dir is outputs/runs/${now:%Y-%m-%d_%H-%M-%S}; with microseconds, two ranks
+# resolve different directories for certain, so the FSDP launch proves they still share rank 0's.
+NOW_MICROSECONDS = "hydra.run.dir=outputs/runs/${now:%Y-%m-%d_%H-%M-%S-%f}"
+
+
+@dataclass
+class Launch:
+    run_dir: Path
+    output: str
+    cwd: Path
+
+
+def _launch(tmp: Path, overrides, nproc=None, cwd: Path | None = None) -> Launch:
+    """One successful launch; the run dir is hydra.run.dir when given, else the one with metrics
+    under cwd/outputs/runs (a `${now:}` directory)."""
+    command = trainer_command(overrides, nproc)
+    status, output = run(command, tmp / "launch.log", cwd=cwd or tmp)
+    assert status == 0, output[-4000:]
+    given = [o.split("=", 1)[1] for o in overrides if o.startswith("hydra.run.dir=")]
+    if given and "${" not in given[0]:
+        return Launch(Path(given[0]), output, cwd or tmp)
+    with_metrics = sorted(p.parent for p in (cwd or tmp).glob("outputs/runs/*/metrics.jsonl"))
+    assert len(with_metrics) == 1, f"expected one run dir with metrics, found {with_metrics}\n{output[-3000:]}"
+    return Launch(with_metrics[0], output, cwd or tmp)
+
+
+@pytest.fixture(scope="module")
+def one(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("one")
+    return _launch(tmp, ONE + [f"hydra.run.dir={tmp / 'run'}"])
+
+
+@pytest.fixture(scope="module")
+def ddp(tmp_path_factory):
+    """World 2, DDP, Hydra's default `${now:}` run dir under the fixture's own cwd."""
+    return _launch(tmp_path_factory.mktemp("ddp"), DDP, nproc=2)
+
+
+@pytest.fixture(scope="module")
+def fsdp(tmp_path_factory):
+    return _launch(tmp_path_factory.mktemp("fsdp"), FSDP + [NOW_MICROSECONDS], nproc=2)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
+def test_two_processes_log_the_one_process_curve(parallel, one, request):
+    """(a, b) train/loss, grad_norm, lr, val/loss at every logged step and final/val_loss."""
+    two = request.getfixturevalue(parallel)
+    got, want = events(two.run_dir), events(one.run_dir)
+    assert {"train/loss", "grad_norm", "val/loss", "final/val_loss"} <= set().union(*want)
+    assert len(want) == STEPS + 4 + 1  # every step, val/loss at 0, 10, 20 and 30, final/val_loss
+    assert curve_mismatches(got, want, RTOL) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
+def test_a_two_process_checkpoint_holds_the_one_process_state(parallel, one, request):
+    """The state gathered to rank 0 is today's unsharded format: the same names, shapes and (to the
+    curve's tolerance, looser for Adam's second moments, which square the gradients) values."""
+    two = request.getfixturevalue(parallel)
+    final = checkpoint.checkpoint_dir(two.run_dir, STEPS)
+    got, want = checkpoint.load(final), checkpoint.load(checkpoint.checkpoint_dir(one.run_dir, STEPS))
+    assert set(got) == set(want)
+    assert (got["step"], got["tokens"], got["loader"]) == (want["step"], want["tokens"], want["loader"])
+    assert got["model"].keys() == want["model"].keys()  # no "module." or FSDP prefixes
+    for name, tensor in want["model"].items():
+        torch.testing.assert_close(got["model"][name], tensor, rtol=RTOL, atol=1e-6, msg=name)
+    assert got["optimizer"]["param_groups"] == want["optimizer"]["param_groups"]
+    assert got["optimizer"]["state"].keys() == want["optimizer"]["state"].keys()
+    for key, state in want["optimizer"]["state"].items():
+        for name, value in state.items():
+            torch.testing.assert_close(got["optimizer"]["state"][key][name], value, rtol=1e-4, atol=1e-9,
+                                       msg=f"{key}.{name}")
+
+
+@pytest.mark.slow
+def test_checkpoints_move_between_world_sizes(one, ddp, tmp_path):
+    """(c) 2 -> 1: one process branched from the DDP run's step 10 continues like the DDP run's own
+    steps 11..30; 1 -> 2: two DDP processes branched from the 1-process run continue like it."""
+    to_one = _launch(tmp_path, ONE + [f"trainer.init_from={checkpoint.checkpoint_dir(ddp.run_dir, 10)}",
+                                      f"hydra.run.dir={tmp_path / 'to_one'}"])
+    to_two = _launch(tmp_path, DDP + [f"trainer.init_from={checkpoint.checkpoint_dir(one.run_dir, 10)}",
+                                      f"hydra.run.dir={tmp_path / 'to_two'}"], nproc=2)
+    for branch, parent in ((to_one, ddp), (to_two, one)):
+        got = events(branch.run_dir)
+        assert got[0] == {"step": 10, "tokens": 10 * 16 * 32, "val/loss": pytest.approx(
+            next(e["val/loss"] for e in events(parent.run_dir) if e["step"] == 10 and "val/loss" in e),
+            rel=RTOL)}  # the branch's first point: the parent's weights at step 10
+        assert curve_mismatches(got[1:], events(parent.run_dir, after=10), RTOL) == []
+
+
+@pytest.mark.slow
+def test_a_signalled_world_2_run_checkpoints_and_resumes_exactly(ddp, tmp_path):
+    """(d) SIGTERM to torchrun (it forwards it to the workers), then SIGUSR1 to the workers alone
+    (what a scheduler that signals every process of a job does): each time every rank finishes its
+    step and rank 0 checkpoints that step; the workers exit 75 (torchrun itself reports a failure,
+    status 1, with each worker's exit code). The third launch finishes, and its metrics equal the
+    uninterrupted run's to the last bit: same world size, same summation order."""
+    run_dir = tmp_path / "run"
+    command = trainer_command(DDP + [f"hydra.run.dir={run_dir}"], nproc=2)
+    stops = []
+    for signum, to_workers in ((signal.SIGTERM, False), (signal.SIGUSR1, True)):
+        log_file = tmp_path / f"{signum.name}.log"
+        proc = start(command, log_file, cwd=tmp_path)
+        try:
+            wait_for_step(proc, run_dir, (stops[-1] if stops else 0) + 2, log_file)
+            signal_workers(proc, signum) if to_workers else proc.send_signal(signum)
+        finally:
+            status = finish(proc)
+        output = log_file.read_text()
+        latest = checkpoint.latest_checkpoint(run_dir)
+        assert status != 0 and f"Stopped by {signum.name}" in output, output[-4000:]
+        if to_workers:  # torchrun's failure report names each worker's status
+            assert output.count(f"exitcode  : {preemption.REQUEUE_EXIT_CODE}") >= 1, output[-4000:]
+        stops.append(int(checkpoint.load(latest)["step"]))
+        assert latest == checkpoint.checkpoint_dir(run_dir, stops[-1]), output[-4000:]
+        assert max(e["step"] for e in events(run_dir)) == stops[-1]  # nothing logged past the stop
+    assert 2 <= stops[0] < stops[1] < STEPS, stops  # two stops mid-run
+    status, output = run(command, tmp_path / "rerun.log", cwd=tmp_path)
+    assert status == 0, output[-4000:]
+    assert events(run_dir) == events(ddp.run_dir)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
+def test_both_ranks_write_one_run_directory(parallel, request):
+    """(e) Launched without a fixed hydra.run.dir (ddp: Hydra's `${now:}` default; fsdp: the same to
+    the microsecond, so that the two ranks resolve different names): one run directory, rank 0's,
+    holds everything, and no other directory is left behind under outputs/runs."""
+    two = request.getfixturevalue(parallel)
+    assert sorted((two.cwd / "outputs" / "runs").iterdir()) == [two.run_dir]
+    assert {"config.yaml", "metrics.jsonl", "checkpoints"} <= {p.name for p in two.run_dir.iterdir()}
+
+
+@pytest.mark.slow
+def test_a_global_batch_that_does_not_split_over_the_ranks_fails_by_name(tmp_path):
+    """(f) 12 sequences in micro-batches of 4 is accumulation 3 in one process, but no whole number at
+    world size 2 (12 / (4 x 2)): a ValueError naming the values, before any run directory is written."""
+    overrides = BASE + ["trainer.batch_size=12", "trainer.micro_batch_size=4", "trainer.parallel=ddp",
+                        f"hydra.run.dir={tmp_path / 'run'}"]
+    status, output = run(trainer_command(overrides, nproc=2), tmp_path / "launch.log", cwd=tmp_path)
+    assert status != 0
+    errors = [line for line in output.splitlines() if line.startswith("ValueError:")]
+    assert errors and all("batch_size=12" in e and "micro_batch_size=4" in e and "2" in e for e in errors), \
+        output[-4000:]
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+def test_the_scaling_table_computes_speed_up_and_efficiency():
+    """scripts/bench_scaling.py's arithmetic on made-up throughputs: speed-up = tok/s over the same
+    parallel mode's world-1 tok/s, efficiency = speed-up / world size."""
+    rows = scaling_table([Measurement("ddp", 1, 1000.0), Measurement("ddp", 2, 1500.0),
+                          Measurement("fsdp", 2, 900.0), Measurement("fsdp", 1, 1200.0),
+                          Measurement("ddp", 4, 3600.0)])
+    assert [(r["parallel"], r["world_size"]) for r in rows] == [("ddp", 1), ("ddp", 2), ("ddp", 4),
+                                                                 ("fsdp", 1), ("fsdp", 2)]
+    assert [r["speed_up"] for r in rows] == pytest.approx([1.0, 1.5, 3.6, 1.0, 0.75])
+    assert [r["efficiency"] for r in rows] == pytest.approx([1.0, 0.75, 0.9, 1.0, 0.375])
+    without_baseline = scaling_table([Measurement("ddp", 2, 1500.0)])
+    assert without_baseline[0]["speed_up"] is None and without_baseline[0]["efficiency"] is None
