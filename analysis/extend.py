@@ -38,6 +38,7 @@ from analysis.fit import fit_bound
 from analysis.groups import same_shape
 from analysis.report import curve_of, note, print_table, say
 from analysis.runs import load, load_many
+from training.rundir import checkpoint_dirs, checkpoint_step
 
 DEFAULT_COOLDOWN = 0.2          # the paper's cooldown fraction, for continuing a run that has none
 RHO_GRID = np.linspace(0.05, 1.0, 20)      # brackets the root; gamma* is monotone in rho
@@ -224,8 +225,7 @@ def checkpoints_of(run) -> list:
     parent's up to the branch step (recursively). Paper logs and wandb runs carry none."""
     own = []
     if Path(run.source).is_dir():
-        from training.checkpoint import list_checkpoints    # imports torch: only for run directories
-        own = [(int(p.name.split("_")[-1]), p) for p in list_checkpoints(run.source)]
+        own = [(checkpoint_step(p), p) for p in checkpoint_dirs(run.source)]
     if run.parent is not None and run.branch_step is not None:
         own += [(step, p) for step, p in checkpoints_of(run.parent) if step <= run.branch_step]
     return sorted(own)

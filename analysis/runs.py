@@ -36,8 +36,8 @@ from omegaconf.errors import OmegaConfBaseException
 
 from analysis.safe_schedule import build_schedule, check_schedule_config
 from analysis.wandb_log import wandb_key, wandb_records
-from training.callbacks import JOBS_FILE
-from training.metrics import METRICS_FILE, read_metrics
+from training.rundir import (CONFIG_FILE, HYDRA_DIR, JOBS_FILE, METRICS_FILE, SWEEP_CONFIG_FILE, read_lineage,
+                             read_metrics)
 
 CORE_COLUMNS = ("step", "train/loss", "val/loss", "lr", "grad_norm")
 FINAL_KEY = "final/val_loss"
@@ -108,7 +108,7 @@ def load_many(patterns) -> list[Run]:
     patterns = [patterns] if isinstance(patterns, (str, Path)) else list(patterns)
     paths = {Path(p) for pattern in patterns for p in globlib.glob(str(pattern))}
     paths = {c for p in paths for c in ([c for c in p.iterdir() if c.is_dir() and c.name[0] != "."]
-                                         if (p / "multirun.yaml").is_file() else [p])}
+                                         if (p / SWEEP_CONFIG_FILE).is_file() else [p])}
     runs = []
     for path in sorted(paths):
         run, why = _try_load(path)
@@ -125,9 +125,9 @@ def _try_load(path: Path):
     """(run, None), or (None, why the path is skipped; None for a sweep's own files)."""
     reader = _reader(path)
     if reader is None:
-        if path.name in ("README.md", "multirun.yaml", JOBS_FILE):
+        if path.name in ("README.md", SWEEP_CONFIG_FILE, JOBS_FILE):
             return None, None
-        failed = path.is_dir() and ((path / "config.yaml").exists() or (path / ".hydra").exists())
+        failed = path.is_dir() and ((path / CONFIG_FILE).exists() or (path / HYDRA_DIR).exists())
         return None, f"no {METRICS_FILE} (a failed launch?)" if failed else "not a run directory or log"
     try:
         run = reader(path)
@@ -156,11 +156,11 @@ def stitch(parent: pd.DataFrame, child: pd.DataFrame, branch_step: int) -> pd.Da
     return merged[columns].sort_values("step", ignore_index=True)
 
 
-# (a) This project's run directories: config.yaml, metrics.jsonl, lineage.json.
+# (a) This project's run directories: config.yaml, metrics.jsonl, lineage.json (training/rundir.py).
 def _load_run_dir(path: Path) -> Run:
-    config_file = path / "config.yaml"
+    config_file = path / CONFIG_FILE
     if not config_file.exists():
-        raise ValueError(f"{path} has {METRICS_FILE} but no config.yaml; is it a run directory of train.py?")
+        raise ValueError(f"{path} has {METRICS_FILE} but no {CONFIG_FILE}; is it a run directory of train.py?")
     raw = OmegaConf.load(config_file)
     try:    # train.py writes the config resolved; resolve anything left when it can be
         config = OmegaConf.to_container(raw, resolve=True)
@@ -172,13 +172,12 @@ def _load_run_dir(path: Path) -> Run:
             for e in read_metrics(path)]    # read_metrics skips a line a crash left half-written
     metrics = tidy(pd.DataFrame(rows if rows else {"step": []}), keep="last")
     run = _from_config(path.name, str(path), config, metrics)
-    lineage_file = path / "lineage.json"
-    if lineage_file.exists():
-        lineage = json.loads(lineage_file.read_text())
+    lineage = read_lineage(path)
+    if lineage is not None:
         parent_dir = Path(lineage["parent_run"])
         if not parent_dir.is_absolute() and not parent_dir.exists():
             parent_dir = path.parent / parent_dir
-        run = _with_parent(run, parent_dir, int(lineage["branch_step"]))
+        run = _with_parent(run, parent_dir, lineage["branch_step"])
     return run
 
 

@@ -57,7 +57,7 @@ from omegaconf import OmegaConf
 import train
 from scripts.transfer_demo_report import report
 from training import checkpoint
-from training.metrics import read_metrics
+from training.rundir import read_metrics
 from training.setup import compose
 
 COOLDOWN = 0.2                                    # the WSD cooldown fraction the advisor is tuned on

@@ -19,7 +19,7 @@ import torch  # noqa: E402
 from tests.conftest import GOLDEN, REFERENCE, compose_config  # noqa: E402
 from tests.test_train import comparable  # noqa: E402
 from train import train  # noqa: E402
-from training.metrics import read_metrics  # noqa: E402
+from training.rundir import read_metrics  # noqa: E402
 
 if __name__ == "__main__":
     with tempfile.TemporaryDirectory() as run_dir:

@@ -28,7 +28,8 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-JOBS_FILE = "jobs.jsonl"
+from training.rundir import JOBS_FILE
+
 log = logging.getLogger(__name__)
 
 

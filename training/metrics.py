@@ -1,10 +1,18 @@
-"""Metrics: `metrics.jsonl` in the run directory (the contract with the analysis), an optional
-wandb mirror of the same keys, MFU, and the loss-curve PNG written at the end of a run.
+"""Metrics: the writer of `metrics.jsonl` (MetricsLogger), an optional wandb mirror of the same keys,
+MFU, and the loss-curve PNG written at the end of a run.
 
-Event keys: `step` (optimizer updates completed), `tokens` (tokens seen), and any of `train/loss`,
-`val/loss`, `final/val_loss` (whole validation split), `lr` (the LR used by update `step`),
-`grad_norm` (pre-clip global L2 norm), `tok_per_s`, `mfu`. A restarted run rewinds the file (`rewind`)
-so that it holds each event once. Tested by tests/test_metrics.py and tests/test_resume_guard.py.
+The file's name, its event keys and its readers (`read_metrics`, `rewind`) are the run-directory
+contract in training/rundir.py, which the analysis imports without this module's matplotlib. The
+keys in short: `step`, `tokens`, `time` (added here: unix seconds, 3 decimals), `train/loss` (the MEAN
+training loss over the updates since the previous train event, not one update's value), `val/loss`,
+`final/val_loss`, `lr`, `grad_norm`, `tok_per_s`, `mfu`.
+
+wandb (logger=wandb): one wandb run per run directory. Its id is stored in the run directory
+(rundir.WANDB_ID_FILE) at the first init and reused with resume="allow", so that a preempted and
+requeued job goes on logging into the same wandb run. Default name: the run directory's name, or
+"<sweep dir name>/<job>" for a job of a Hydra multirun (whose sweep directory the trainer passes as
+`sweep_dir`), grouped by the sweep directory's name; logger.wandb.name / group / id set by the
+user win. Tested by tests/test_metrics.py (tests/test_rundir.py for the readers).
 """
 
 from __future__ import annotations
@@ -12,17 +20,17 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import warnings
+import time
 from pathlib import Path
 
 from matplotlib.figure import Figure
 
 from data.shards import atomic_path
+from training import rundir
+from training.rundir import METRICS_FILE, PLOT_FILE
+from training.rundir import read_metrics, rewind  # noqa: F401  moved: train.py switches next
 
 log = logging.getLogger(__name__)
-
-METRICS_FILE = "metrics.jsonl"
 
 # Dense bf16 tensor-core peak FLOP/s by GPU name substring (vendor datasheets, no sparsity).
 # Checked in order, so the more specific names come first. Override with trainer.peak_flops.
@@ -62,26 +70,33 @@ def mfu(flops_per_token: float, tokens_per_s: float, peak: float | None) -> floa
 class MetricsLogger:
     """Appends one JSON object per event to <run_dir>/metrics.jsonl; mirrors to wandb if asked.
 
-    wandb: None (off) or a dict of `wandb.init` arguments (project, entity, name, mode=online|offline|
-    disabled, tags, ...). The import happens only then, so wandb is never required."""
+    wandb: None (off) or a dict of `wandb.init` arguments (project, entity, name, group, id, mode=
+    online|offline|disabled, tags, ...); None values are left to the defaults above. The import
+    happens only then, so wandb is never required. sweep_dir: the Hydra multirun directory this run
+    directory is a job of (None for a single run). clock: the source of the `time` key."""
 
-    def __init__(self, run_dir: str | Path, config: dict | None = None, wandb: dict | None = None):
+    def __init__(self, run_dir: str | Path, config: dict | None = None, wandb: dict | None = None,
+                 sweep_dir: str | Path | None = None, clock=time.time):
         self.path = Path(run_dir) / METRICS_FILE
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._clock = clock
         self._file = open(self.path, "a")
         self._wandb = None
         if wandb:
             import wandb as wandb_lib
 
-            args = {"dir": str(run_dir), **dict(wandb)}
-            self._wandb = wandb_lib.init(config=config, **args)
+            self._wandb = wandb_lib.init(config=config, **wandb_init_args(run_dir, dict(wandb), sweep_dir))
+            if not getattr(self._wandb, "disabled", False):  # mode=disabled: a stand-in with a random id
+                rundir.write_wandb_id(run_dir, self._wandb.id)
 
     def log(self, event: dict) -> None:
         event = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in event.items()}
+        event.setdefault("time", round(self._clock(), 3))
         self._file.write(json.dumps(event) + "\n")
         self._file.flush()
-        if self._wandb is not None:
-            self._wandb.log({k: v for k, v in event.items() if k != "step" and v is not None}, step=event["step"])
+        if self._wandb is not None:  # wandb stamps its own _timestamp: `time` is not a chart
+            self._wandb.log({k: v for k, v in event.items() if k not in ("step", "time") and v is not None},
+                            step=event["step"])
 
     def close(self) -> None:
         self._file.close()
@@ -89,41 +104,35 @@ class MetricsLogger:
             self._wandb.finish()
 
 
-def rewind(run_dir: str | Path, step: int | None, drop_final: bool = False) -> None:
-    """Keep only the events up to `step` (None: none), atomically, so that a restarted run (from
-    scratch: None; from a checkpoint at `step`) logs each event once. `drop_final`: also drop the final
-    evaluation logged at `step`, which a run continued to a longer horizon replaces with its own."""
-    path = Path(run_dir) / METRICS_FILE
-    if not path.is_file():
-        return
-    kept = [] if step is None else [
-        e for e in read_metrics(run_dir)
-        if e["step"] < step or (e["step"] == step and not (drop_final and "final/val_loss" in e))]
-    with atomic_path(path) as tmp, open(tmp, "w") as f:  # written and synced beside it, then renamed over it
-        f.write("".join(json.dumps(e) + "\n" for e in kept))
-        f.flush()
-        os.fsync(f.fileno())
+def wandb_init_args(run_dir: str | Path, user: dict, sweep_dir: str | Path | None = None) -> dict:
+    """`wandb.init` keyword arguments for the run in `run_dir`: the user's (logger.wandb.*, None
+    meaning unset) over the defaults: dir = the run directory, id = the one stored there by an earlier
+    init (resume="allow" continues that wandb run, or starts it when it is new), name = the run
+    directory's name, or "<sweep>/<job>" inside `sweep_dir`, group = the sweep directory's name."""
+    run_dir = Path(run_dir)
+    job = _job_path(run_dir, sweep_dir)
+    defaults = {"dir": str(run_dir), "resume": "allow", "id": rundir.read_wandb_id(run_dir),
+                "name": f"{Path(sweep_dir).name}/{job}" if job else run_dir.name,
+                "group": Path(sweep_dir).name if job else None}
+    return {**defaults, **{k: v for k, v in user.items() if v is not None}}
 
 
-def read_metrics(run_dir: str | Path) -> list[dict]:
-    """The events of a run. A crash can leave a half-written last line: such lines are skipped
-    with a warning, so that resuming and the analysis both still work."""
-    path = Path(run_dir) / METRICS_FILE
-    events = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            events.append(json.loads(line))
-        except json.JSONDecodeError:
-            warnings.warn(f"{path}:{number}: not JSON (a write cut short by a crash?), skipped")
-    return events
+def _job_path(run_dir: Path, sweep_dir: str | Path | None) -> str | None:
+    """The run directory relative to the sweep directory ("3" for Hydra's subdir ${hydra.job.num}),
+    None when there is no sweep or the run directory is not inside it."""
+    if sweep_dir is None:
+        return None
+    try:
+        job = run_dir.resolve().relative_to(Path(sweep_dir).resolve())
+    except ValueError:
+        return None
+    return job.as_posix() if job.parts else None
 
 
 def plot_loss_curve(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """Train and validation loss vs step from metrics.jsonl, as a PNG in the run directory."""
     events = read_metrics(run_dir)
-    out = Path(out) if out else Path(run_dir) / "loss.png"
+    out = Path(out) if out else Path(run_dir) / PLOT_FILE
     fig = Figure(figsize=(6, 4))  # object API: no pyplot state, no display needed
     ax = fig.add_subplot()
     for key, style in (("train/loss", "-"), ("val/loss", "o-")):

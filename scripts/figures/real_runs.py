@@ -23,7 +23,7 @@ from matplotlib.lines import Line2D
 from analysis.fit import fit_bound
 from analysis.report import curve_of
 from analysis.runs import load
-from training.metrics import METRICS_FILE
+from training.rundir import METRICS_FILE
 
 MAX_POINTS = 250          # points per curve kept in a figure's JSON (a 50k-step run logs 250 val losses)
 
