@@ -17,7 +17,9 @@ import sys
 import time
 from pathlib import Path
 
-from training.metrics import METRICS_FILE, read_metrics
+import torch
+
+from training.rundir import METRICS_FILE, read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = ROOT / "train.py"
@@ -110,9 +112,10 @@ def events(run_dir: Path, after: int = -1) -> list[dict]:
             for e in read_metrics(Path(run_dir)) if e["step"] > after]
 
 
-def curve_mismatches(got: list[dict], want: list[dict], rtol: float) -> list[str]:
+def curve_mismatches(got: list[dict], want: list[dict], rtol: dict[str, float]) -> list[str]:
     """Differences between two event lists: the same events with the same keys in the same order,
-    EXACT keys equal, every other number within relative tolerance `rtol`. Empty when they agree."""
+    EXACT keys equal, every other number within its key's relative tolerance `rtol[key]`. Empty when
+    they agree."""
     if [(e["step"], sorted(e)) for e in got] != [(e["step"], sorted(e)) for e in want]:
         return [f"different events:\n got  {[(e['step'], sorted(e)) for e in got]}\n"
                 f" want {[(e['step'], sorted(e)) for e in want]}"]
@@ -121,17 +124,38 @@ def curve_mismatches(got: list[dict], want: list[dict], rtol: float) -> list[str
         for key in w:
             a, b = g[key], w[key]
             same = a == b if key in EXACT or not isinstance(b, float) else \
-                math.isclose(a, b, rel_tol=rtol, abs_tol=0.0)
+                math.isclose(a, b, rel_tol=rtol[key], abs_tol=0.0)
             if not same:
                 bad.append(f"step {w['step']} {key}: {a!r} vs {b!r} (rel {abs(a - b) / abs(b):.2e})"
                            if isinstance(b, float) and b else f"step {w['step']} {key}: {a!r} vs {b!r}")
     return bad
 
 
-def max_relative_difference(got: list[dict], want: list[dict]) -> float:
-    """Largest |a - b| / |b| over the non-EXACT numbers of two matching event lists (to measure a tolerance)."""
-    return max((abs(g[k] - w[k]) / abs(w[k]) for g, w in zip(got, want) for k in w
-                if k not in EXACT and isinstance(w[k], float) and w[k]), default=0.0)
+def max_relative_difference(got: list[dict], want: list[dict], key: str) -> float:
+    """Largest |a - b| / |b| of `key` over two matching event lists (how a tolerance was measured)."""
+    return max((abs(g[key] - w[key]) / abs(w[key]) for g, w in zip(got, want) if w.get(key)), default=0.0)
+
+
+def state_mismatches(got, want, rtol: float, where: str = "") -> list[str]:
+    """Differences between two checkpoint states (nested dicts / lists of tensors and plain values):
+    the same structure, plain values equal, each tensor within `rtol` of its own scale,
+    max|a - b| <= rtol * max|b| (Adam's moments span decades, so element-wise relative errors of the
+    tiny ones say nothing)."""
+    if isinstance(want, dict):
+        if not isinstance(got, dict) or got.keys() != want.keys():
+            return [f"{where or 'state'}: keys {sorted(map(str, got))} vs {sorted(map(str, want))}"]
+        return [m for k in want for m in state_mismatches(got[k], want[k], rtol, f"{where}.{k}")]
+    if isinstance(want, (list, tuple)):
+        if not isinstance(got, (list, tuple)) or len(got) != len(want):
+            return [f"{where}: {got!r} vs {want!r}"]
+        return [m for i, (g, w) in enumerate(zip(got, want)) for m in state_mismatches(g, w, rtol, f"{where}[{i}]")]
+    if isinstance(want, torch.Tensor):
+        if not isinstance(got, torch.Tensor) or got.shape != want.shape or got.dtype != want.dtype:
+            return [f"{where}: {getattr(got, 'shape', got)} vs {want.shape} {want.dtype}"]
+        scale = want.abs().max().item() if want.numel() else 0.0
+        diff = (got - want).abs().max().item() if want.numel() else 0.0
+        return [] if diff <= rtol * scale else [f"{where}: max diff {diff:.2e} vs scale {scale:.2e}"]
+    return [] if got == want else [f"{where}: {got!r} vs {want!r}"]
 
 
 def signal_workers(proc: subprocess.Popen, signum: int) -> list[int]:

@@ -6,16 +6,28 @@ run resumes exactly; the ranks share one run directory; a global batch that does
 
 Every run is the real trainer launched in a subprocess (`python train.py` for one process,
 `python -m torch.distributed.run --standalone --nproc_per_node=2 train.py` for two), shared by the
-tests through module fixtures: 9 launches of a 30-step tiny model, about two minutes on 2 cores.
+tests through module fixtures: 10 launches of a 30-step tiny model, 90 s on 2 cores.
 If torchrun or gloo is missing these tests fail; they are not skipped.
 
-Tolerances. Two ranks and one process see the same 16 sequences per update (data/loader.py), but
-sum them in another order: DDP averages the two ranks' gradients with an all-reduce where one
-process accumulates its micro-batches, FSDP reduce-scatters shards, and the losses are all-reduced.
-fp32 addition is not associative, so the results agree to rounding, which AdamW then carries
-through 30 updates. Measured on this machine (torch 2.13 CPU, fp32): the largest relative
-difference of any logged loss or grad norm was 3e-7 (DDP) and 3e-7 (FSDP); the tolerance is 1e-5,
-30x that, and still 1000x below the change one extra or missing sequence per update makes.
+Tolerances (RTOL below). Two ranks and one process see the same 16 sequences per update
+(data/loader.py) but add them up in another order: DDP all-reduces the two ranks' gradients where one
+process accumulates its micro-batches, FSDP reduce-scatters shards, the logged losses are
+all-reduced. fp32 addition is not associative, so the numbers agree to rounding, which AdamW then
+carries through 30 updates. Measured on this machine (torch 2.13 CPU, fp32), largest relative
+difference over the 30 steps:
+
+    key             DDP      FSDP     tolerance
+    train/loss      1.3e-7   4.5e-7   1e-5
+    val/loss        3.9e-8   3.0e-7   1e-5
+    final/val_loss  2.7e-10  3.1e-7   1e-5
+    grad_norm       1.2e-7   5.4e-5   2e-4
+
+grad_norm under FSDP is the outlier, and not a bug: it is the root of a sum of 300k squares, and
+torch's fp32 CPU norm of the 4096 x 64 embedding gradient is itself off by ~4e-5 against float64
+(one process: 0.497518, FSDP's two half-norms: 0.497529, float64: 0.497537, same gradient). The
+clip at 0.5 carries that difference into the updates, hence checkpoint tensors within 2e-4 of their
+scale (measured 5e-5). Each tolerance is 4x or more above what was measured, and the loss tolerance
+is 37x below the smallest step-to-step change of the loss in these runs (relative 3.7e-4; median 4e-3).
 Within one world size (kill and resume) nothing is reordered and the curves are compared exactly.
 """
 
@@ -29,11 +41,13 @@ import pytest
 import torch
 
 from scripts.bench_scaling import Measurement, scaling_table
-from tests.dist_helpers import (curve_mismatches, events, finish, run, signal_workers, start,
+from tests.dist_helpers import (curve_mismatches, events, finish, run, signal_workers, start, state_mismatches,
                                 trainer_command, wait_for_step)
 from training import checkpoint, preemption
+from training.rundir import checkpoint_dir
 
-RTOL = 1e-5  # see the module docstring: measured 3e-7
+RTOL = {"train/loss": 1e-5, "val/loss": 1e-5, "final/val_loss": 1e-5, "grad_norm": 2e-4}  # see the docstring
+STATE_RTOL = 2e-4  # checkpoint tensors: max |difference| / max |value|, per tensor
 STEPS = 30
 # A 2-layer model, 16 sequences of 32 tokens per update, every step logged, evaluation on 3 fixed
 # batches of 16 (3 batches over 2 ranks: an uneven split) every 10 steps and a checkpoint every 10.
@@ -105,37 +119,28 @@ def test_two_processes_log_the_one_process_curve(parallel, one, request):
 @pytest.mark.slow
 @pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
 def test_a_two_process_checkpoint_holds_the_one_process_state(parallel, one, request):
-    """The state gathered to rank 0 is today's unsharded format: the same names, shapes and (to the
-    curve's tolerance, looser for Adam's second moments, which square the gradients) values."""
+    """The state gathered to rank 0 is today's unsharded format: the same names (no "module." or FSDP
+    prefixes), shapes, data position and, to the tolerance of the docstring, values."""
     two = request.getfixturevalue(parallel)
-    final = checkpoint.checkpoint_dir(two.run_dir, STEPS)
-    got, want = checkpoint.load(final), checkpoint.load(checkpoint.checkpoint_dir(one.run_dir, STEPS))
-    assert set(got) == set(want)
-    assert (got["step"], got["tokens"], got["loader"]) == (want["step"], want["tokens"], want["loader"])
-    assert got["model"].keys() == want["model"].keys()  # no "module." or FSDP prefixes
-    for name, tensor in want["model"].items():
-        torch.testing.assert_close(got["model"][name], tensor, rtol=RTOL, atol=1e-6, msg=name)
-    assert got["optimizer"]["param_groups"] == want["optimizer"]["param_groups"]
-    assert got["optimizer"]["state"].keys() == want["optimizer"]["state"].keys()
-    for key, state in want["optimizer"]["state"].items():
-        for name, value in state.items():
-            torch.testing.assert_close(got["optimizer"]["state"][key][name], value, rtol=1e-4, atol=1e-9,
-                                       msg=f"{key}.{name}")
+    got, want = (checkpoint.load(checkpoint_dir(run.run_dir, STEPS)) for run in (two, one))
+    assert got["model"].keys() == want["model"].keys()
+    assert state_mismatches({k: v for k, v in got.items() if k != "rng"},
+                            {k: v for k, v in want.items() if k != "rng"}, STATE_RTOL) == []
 
 
 @pytest.mark.slow
 def test_checkpoints_move_between_world_sizes(one, ddp, tmp_path):
     """(c) 2 -> 1: one process branched from the DDP run's step 10 continues like the DDP run's own
     steps 11..30; 1 -> 2: two DDP processes branched from the 1-process run continue like it."""
-    to_one = _launch(tmp_path, ONE + [f"trainer.init_from={checkpoint.checkpoint_dir(ddp.run_dir, 10)}",
+    to_one = _launch(tmp_path, ONE + [f"trainer.init_from={checkpoint_dir(ddp.run_dir, 10)}",
                                       f"hydra.run.dir={tmp_path / 'to_one'}"])
-    to_two = _launch(tmp_path, DDP + [f"trainer.init_from={checkpoint.checkpoint_dir(one.run_dir, 10)}",
+    to_two = _launch(tmp_path, DDP + [f"trainer.init_from={checkpoint_dir(one.run_dir, 10)}",
                                       f"hydra.run.dir={tmp_path / 'to_two'}"], nproc=2)
     for branch, parent in ((to_one, ddp), (to_two, one)):
         got = events(branch.run_dir)
         assert got[0] == {"step": 10, "tokens": 10 * 16 * 32, "val/loss": pytest.approx(
             next(e["val/loss"] for e in events(parent.run_dir) if e["step"] == 10 and "val/loss" in e),
-            rel=RTOL)}  # the branch's first point: the parent's weights at step 10
+            rel=RTOL["val/loss"])}  # the branch's first point: the parent's weights at step 10
         assert curve_mismatches(got[1:], events(parent.run_dir, after=10), RTOL) == []
 
 
@@ -163,7 +168,7 @@ def test_a_signalled_world_2_run_checkpoints_and_resumes_exactly(ddp, tmp_path):
         if to_workers:  # torchrun's failure report names each worker's status
             assert output.count(f"exitcode  : {preemption.REQUEUE_EXIT_CODE}") >= 1, output[-4000:]
         stops.append(int(checkpoint.load(latest)["step"]))
-        assert latest == checkpoint.checkpoint_dir(run_dir, stops[-1]), output[-4000:]
+        assert latest == checkpoint_dir(run_dir, stops[-1]), output[-4000:]
         assert max(e["step"] for e in events(run_dir)) == stops[-1]  # nothing logged past the stop
     assert 2 <= stops[0] < stops[1] < STEPS, stops  # two stops mid-run
     status, output = run(command, tmp_path / "rerun.log", cwd=tmp_path)
