@@ -3,7 +3,6 @@ timestamps, and the wandb mirror: one wandb run per run directory (faked wandb.i
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 import time
@@ -128,4 +127,4 @@ def test_real_offline_wandb_resumes_the_same_run(tmp_path, monkeypatch):
     run_id = rundir.read_wandb_id(tmp_path / "run")
     folders = sorted((tmp_path / "run" / "wandb").glob("offline-run-*"))
     assert len(folders) == 2 and all(f.name.split("-")[3] == run_id for f in folders), folders
-    assert [json.loads(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+    assert [e["step"] for e in read_metrics(tmp_path / "run")] == [1, 2]
