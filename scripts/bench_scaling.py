@@ -6,6 +6,7 @@ scaling efficiency, read from the runs' own metrics.
     python -m scripts.bench_scaling --device cuda --model llama124m --world-sizes 1 2 4 8 \
         --micro-batch 16 --seq-len 512 --parallel ddp fsdp           # a GPU node, NCCL
     python -m scripts.bench_scaling --scaling strong --global-batch 32  # fixed global batch instead
+    python -m scripts.bench_scaling --parallel ddp fsdp --threads 2 --repeats 3  # a whole 2-core machine
 
 Each measurement launches `python -m torch.distributed.run --standalone --nproc_per_node=W train.py`
 (the trainer itself, never a copy of its step) for --steps optimizer updates into a temporary run
@@ -19,9 +20,12 @@ split over the processes with the same micro-batch (accumulation = global / (mic
 speed-up = tokens/s at W over tokens/s at world size 1 with the same --parallel mode;
 efficiency = speed-up / W (1.0 is perfect scaling).
 
-On CPU the processes are gloo ranks sharing the machine's cores: on a 2-core machine two ranks
-compete for the same cores that one process used alone, so efficiency there is far below 1 and
-says nothing about GPUs, where each rank has its own device and NCCL links.
+On CPU the ranks are gloo processes sharing the machine's cores, and --threads (OMP_NUM_THREADS per
+process) decides what is compared: with 1 (the default) each rank gets one core, the analogue of one
+device per rank, so world 2 uses twice the cores of world 1; with as many threads as cores, world 1
+already uses the whole machine and world 2 oversubscribes it. Either way CPU numbers, above all on
+a small shared machine (use --repeats there: the table shows the median launch and lists every
+launch), say nothing about GPUs, where each rank has its own device and NCCL links.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from training.metrics import read_metrics
+from training.rundir import read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 MODES = ("ddp", "fsdp")
@@ -92,7 +96,7 @@ def overrides_for(args, parallel: str, world_size: int, run_dir: Path) -> list[s
 
 
 def measure(args, parallel: str, world_size: int, scratch: Path) -> Measurement:
-    run_dir = scratch / f"{parallel}_w{world_size}"
+    run_dir = scratch / f"{parallel}_w{world_size}"  # a fresh directory: never a resume
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={world_size}",
                str(ROOT / "train.py"), *overrides_for(args, parallel, world_size, run_dir)]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
@@ -106,12 +110,13 @@ def measure(args, parallel: str, world_size: int, scratch: Path) -> Measurement:
 
 def print_table(rows: list[dict], title: str) -> None:
     table = Table(title=title)
-    for column in ("world size", "parallel", "tokens/s", "speed-up", "efficiency"):
+    for column in ("world size", "parallel", "tokens/s", "speed-up", "efficiency", "runs (tokens/s)"):
         table.add_column(column, justify="right")
     for r in rows:
         table.add_row(str(r["world_size"]), r["parallel"], f"{r['tok_per_s']:,.0f}",
                       "-" if r["speed_up"] is None else f"{r['speed_up']:.2f}x",
-                      "-" if r["efficiency"] is None else f"{r['efficiency']:.0%}")
+                      "-" if r["efficiency"] is None else f"{r['efficiency']:.0%}",
+                      " ".join(f"{v:,.0f}" for v in r.get("runs_tok_per_s", [])))
     Console().print(table)
 
 
@@ -129,11 +134,14 @@ def parse_args(argv=None):
                         help="strong scaling's fixed global batch (default: micro batch x the largest world size)")
     parser.add_argument("--seq-len", type=int, default=128)
     parser.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS per process (CPU)")
+    parser.add_argument("--repeats", type=int, default=1, help="launches per setting (the table shows their median)")
     parser.add_argument("--override", nargs="*", default=[], help="more trainer overrides, e.g. data=slimpajama_6b")
     parser.add_argument("--out", type=Path, default=None, help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
     if args.steps <= args.warmup:
         parser.error(f"--steps {args.steps} must exceed --warmup {args.warmup}: nothing would be measured.")
+    if args.repeats < 1:
+        parser.error(f"--repeats {args.repeats} must be at least 1.")
     if min(args.world_sizes) < 1:
         parser.error("--world-sizes must be positive numbers of processes.")
     if args.global_batch is None:
@@ -149,12 +157,21 @@ def parse_args(argv=None):
 
 def main(argv=None) -> list[dict]:
     args = parse_args(argv)
+    runs: dict[tuple[str, int], list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="bench_scaling_") as scratch:
-        measurements = [measure(args, parallel, world_size, Path(scratch))
-                        for parallel in args.parallel for world_size in sorted(set(args.world_sizes))]
-    rows = scaling_table(measurements)
+        # Repeats go round-robin over the settings, so that a burst of load elsewhere on the machine
+        # hits every setting alike rather than one of them.
+        for repeat in range(args.repeats):
+            for parallel in args.parallel:
+                for world_size in sorted(set(args.world_sizes)):
+                    m = measure(args, parallel, world_size, Path(scratch) / f"r{repeat}")
+                    runs.setdefault((parallel, world_size), []).append(m.tok_per_s)
+    rows = scaling_table([Measurement(p, w, statistics.median(v)) for (p, w), v in runs.items()])
+    for row in rows:
+        row["runs_tok_per_s"] = runs[(row["parallel"], row["world_size"])]
     print_table(rows, f"{args.scaling} scaling: {args.model}, {args.device}, micro-batch {args.micro_batch} x "
-                      f"{args.seq_len} tokens per process, median of steps {args.warmup + 1}..{args.steps}")
+                      f"{args.seq_len} tokens per process, {args.threads} thread(s) per process, median of "
+                      f"steps {args.warmup + 1}..{args.steps}" + (f", median of {args.repeats} runs" * (args.repeats > 1)))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows},

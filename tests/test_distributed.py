@@ -6,7 +6,7 @@ run resumes exactly; the ranks share one run directory; a global batch that does
 
 Every run is the real trainer launched in a subprocess (`python train.py` for one process,
 `python -m torch.distributed.run --standalone --nproc_per_node=2 train.py` for two), shared by the
-tests through module fixtures: 10 launches of a 30-step tiny model, 90 s on 2 cores.
+tests through module fixtures: 9 launches of a 30-step tiny model, 90 s on 2 cores.
 If torchrun or gloo is missing these tests fail; they are not skipped.
 
 Tolerances (RTOL below). Two ranks and one process see the same 16 sequences per update
