@@ -36,10 +36,11 @@ from __future__ import annotations
 import signal
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from scripts.bench_scaling import Measurement, scaling_table
+from scripts.bench_scaling import Measurement, overrides_for, scaling_table
 from tests.dist_helpers import (curve_mismatches, events, finish, run, signal_workers, start, state_mismatches,
                                 trainer_command, wait_for_step)
 from training import checkpoint, preemption
@@ -216,3 +217,18 @@ def test_the_scaling_table_computes_speed_up_and_efficiency():
     assert [r["efficiency"] for r in rows] == pytest.approx([1.0, 0.75, 0.9, 1.0, 0.375])
     without_baseline = scaling_table([Measurement("ddp", 2, 1500.0)])
     assert without_baseline[0]["speed_up"] is None and without_baseline[0]["efficiency"] is None
+
+
+def test_the_benchmark_grows_the_global_batch_only_for_weak_scaling(tmp_path):
+    """Weak scaling: the per-process micro-batch stays and the global batch is micro x W; strong:
+    the global batch stays, and one that does not split over W processes is refused by name."""
+    def batch_sizes(scaling, world_size, global_batch=24):
+        args = SimpleNamespace(scaling=scaling, micro_batch=4, global_batch=global_batch, model="tiny",
+                               device="cpu", steps=10, seq_len=32, override=[])
+        given = dict(o.split("=", 1) for o in overrides_for(args, "ddp", world_size, tmp_path))
+        return int(given["trainer.batch_size"]), int(given["trainer.micro_batch_size"])
+
+    assert [batch_sizes("weak", w) for w in (1, 2, 4)] == [(4, 4), (8, 4), (16, 4)]
+    assert [batch_sizes("strong", w) for w in (1, 2, 3)] == [(24, 4), (24, 4), (24, 4)]
+    with pytest.raises(ValueError, match="--global-batch 24 does not split into micro-batches of 4 over 4"):
+        batch_sizes("strong", 4)
