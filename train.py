@@ -28,11 +28,13 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from training import checkpoint
+from training.distributed import World, barrier, broadcast_object, process_group, shared_run_dir
 from training.loop import fit
 from training.metrics import plot_loss_curve, read_metrics, rewind
 from training.optim import param_groups
+from training.parallelize import parallelize, resolve_device
 from training.resume import check_resume, run_dir_lock, with_new_hyperparameters
-from training.setup import build, check_config, enable_tf32, resolve_device
+from training.setup import build, check_config
 
 log = logging.getLogger("train")
 
@@ -43,21 +45,37 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+class _Silent:
+    """The metrics logger of ranks other than 0: rank 0 alone writes the run's files."""
+
+    def log(self, event: dict) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def train(cfg: DictConfig, run_dir: str | Path) -> dict:
-    """Train as `cfg` says, writing everything into `run_dir`. Returns fit()'s summary."""
-    run_dir = Path(run_dir)
+    """Train as `cfg` says, writing everything into `run_dir`. Returns fit()'s summary. Under torchrun /
+    accelerate launch every process calls it; they join one process group for the run."""
+    world = World.from_env()
     # 1. Everything a user can get wrong is checked before any model is built.
-    check_config(cfg)
+    check_config(cfg, world)
     schedule = build(cfg.schedule, "schedule")
     data = build(cfg.data, "data")
     if cfg.model.vocab_size < data.vocab_size:  # larger is fine: padded rows are never targets
         raise ValueError(f"model.vocab_size={cfg.model.vocab_size} is below the data's vocab_size="
                          f"{data.vocab_size}: set model.vocab_size=${{data.vocab_size}}.")
     data.check_vocab(cfg.model.vocab_size, "model.vocab_size")  # each shard's largest id vs the embedding rows
+    device = resolve_device(cfg.trainer.device, world)  # LOCAL_RANK picks the GPU
 
-    # One trainer per run directory (the lock dies with its process, even by SIGKILL).
-    with run_dir_lock(run_dir):
-        return _start_and_fit(cfg, run_dir, schedule, data)
+    with process_group(world, device):
+        run_dir = shared_run_dir(run_dir, world)  # ranks may have resolved ${now:} a second apart
+        if not world.main:  # one rank speaks: the others log warnings and errors only
+            logging.getLogger().setLevel(logging.WARNING)
+        # One trainer per run directory (rank 0 holds the lock; it dies with its process, even by SIGKILL).
+        with run_dir_lock(run_dir):
+            return _start_and_fit(cfg, run_dir, schedule, data, device, world)
 
 
 def recorded_config(latest: Path, run_dir: Path) -> DictConfig:
@@ -69,16 +87,52 @@ def recorded_config(latest: Path, run_dir: Path) -> DictConfig:
                      f"resuming it keeps its config. Restore the file, or start afresh: trainer.resume=never.")
 
 
-def _start_and_fit(cfg: DictConfig, run_dir: Path, schedule, data) -> dict:
+def _start_and_fit(cfg: DictConfig, run_dir: Path, schedule, data, device: torch.device, world: World) -> dict:
     # 2. Where to start: our own latest checkpoint (resume), else a parent's (branch), else scratch.
-    #    A resume is checked against the config that wrote its checkpoint before anything is written.
-    latest = checkpoint.latest_checkpoint(run_dir) if cfg.trainer.resume == "auto" else None
+    #    Rank 0 picks (and verifies) it for every rank. A resume is checked against the config that
+    #    wrote its checkpoint before anything is written.
+    latest = checkpoint.latest_checkpoint(run_dir) if cfg.trainer.resume == "auto" and world.main else None
+    latest = broadcast_object(latest, world)
     start_from = latest or cfg.trainer.init_from
     start = checkpoint.load(start_from) if start_from else None
     if latest is not None:
         check_resume(recorded_config(latest, run_dir), cfg, int(start["step"]))
-    # Events after the starting point are redone: drop them (all of them when not resuming), and the
-    # final evaluation too when a finished run continues to a longer horizon.
+    if world.main:
+        _open_run_dir(cfg, run_dir, latest, start, start_from)
+    barrier(world)  # the run directory is ready before any rank reads or writes it
+    log.info("Run directory: %s%s", run_dir, f" (continuing from {start_from})" if start else "")
+
+    # 3. The parts: the model is built on every rank from the same seed, then prepared for the device
+    #    (kernels, TF32, DDP / FSDP, compile: training/parallelize.py); the optimizer sees its parameters.
+    seed_everything(cfg.seed)
+    prepared = parallelize(build(cfg.model, "model"), cfg.trainer, device, world)
+    optimizer = build(cfg.optimizer, "optimizer")(param_groups(prepared.raw, cfg.optimizer.weight_decay))
+    if start is not None and latest is None:  # a branch trains with its own betas, weight decay, ...
+        start = {**start, "optimizer": with_new_hyperparameters(start["optimizer"], optimizer)}
+    logger = build(cfg.logger, "logger")(run_dir=run_dir, config=OmegaConf.to_container(cfg, resolve=True)) \
+        if world.main else _Silent()
+    log.info("Model: %s parameters, %s kernels; %s schedule; on %s%s", f"{prepared.raw.num_params():,}",
+             prepared.kernels, type(schedule).__name__, device,
+             f" x {world.size} processes ({prepared.parallel})" if world.size > 1 else "")
+
+    # 4. The loop, then the final evaluation on the whole validation split.
+    try:
+        summary = fit(cfg, run_dir, prepared, optimizer, schedule, data, logger, device, world,
+                      start=start, resumed=latest is not None)
+    finally:
+        logger.close()
+    if world.main and "final_val_loss" not in summary:  # a finished run, rerun: its recorded result
+        finals = [e["final/val_loss"] for e in read_metrics(run_dir) if e.get("final/val_loss") is not None]
+        summary["final_val_loss"] = finals[-1] if finals else None
+    if world.main and not (run_dir / "loss.png").is_file():  # e.g. killed after its final save, before the plot
+        plot_loss_curve(run_dir)
+    return summary
+
+
+def _open_run_dir(cfg: DictConfig, run_dir: Path, latest, start, start_from) -> None:
+    """Rank 0 prepares the run directory: events after the starting point are redone, so drop them
+    (all of them when not resuming; the final evaluation too when a finished run continues to a
+    longer horizon); then the config and, for a branch, the lineage."""
     step = int(start["step"]) if latest is not None else None
     checkpoint.open_run_dir(run_dir, resumed_from=latest)  # leftovers of killed saves; this run's id
     rewind(run_dir, step, drop_final=step is not None and step < cfg.trainer.max_steps)
@@ -89,34 +143,6 @@ def _start_and_fit(cfg: DictConfig, run_dir: Path, schedule, data) -> dict:
         lineage = {"parent_run": str(parent_ckpt.parent.parent), "branch_step": int(start["step"]),
                    "parent_checkpoint": str(parent_ckpt)}
         (run_dir / "lineage.json").write_text(json.dumps(lineage, indent=2) + "\n")
-    log.info("Run directory: %s%s", run_dir, f" (continuing from {start_from})" if start else "")
-
-    # 3. The parts.
-    device = resolve_device(cfg.trainer.device)
-    if device.type == "cuda":
-        enable_tf32()
-    seed_everything(cfg.seed)
-    model = build(cfg.model, "model").to(device)
-    kernels = model.set_kernels(device.type)  # resolve model.kernels=auto now, before any compile
-    optimizer = build(cfg.optimizer, "optimizer")(param_groups(model, cfg.optimizer.weight_decay))
-    if start is not None and latest is None:  # a branch trains with its own betas, weight decay, ...
-        start = {**start, "optimizer": with_new_hyperparameters(start["optimizer"], optimizer)}
-    logger = build(cfg.logger, "logger")(run_dir=run_dir, config=OmegaConf.to_container(cfg, resolve=True))
-    log.info("Model: %s parameters, %s kernels; %s schedule; on %s",
-             f"{model.num_params():,}", kernels, type(schedule).__name__, device)
-
-    # 4. The loop, then the final evaluation on the whole validation split.
-    try:
-        summary = fit(cfg, run_dir, model, optimizer, schedule, data, logger, device,
-                      start=start, resumed=latest is not None)
-    finally:
-        logger.close()
-    if "final_val_loss" not in summary:  # a finished run, rerun: report its recorded result
-        finals = [e["final/val_loss"] for e in read_metrics(run_dir) if e.get("final/val_loss") is not None]
-        summary["final_val_loss"] = finals[-1] if finals else None
-    if not (run_dir / "loss.png").is_file():  # e.g. killed after its final save, before the plot
-        plot_loss_curve(run_dir)
-    return summary
 
 
 @hydra.main(config_path="configs", config_name="config", version_base="1.3")

@@ -15,7 +15,7 @@ def bench_device(dry_run: bool) -> torch.device:
     """The CUDA device with TF32 on, or the CPU for a --dry-run (kernels under the Triton
     interpreter). Must run before the first import of models.kernels: triton reads
     TRITON_INTERPRET when the kernels are defined."""
-    from training.setup import enable_tf32
+    from training.parallelize import enable_tf32
 
     if dry_run and not torch.cuda.is_available():
         os.environ.setdefault("TRITON_INTERPRET", "1")

@@ -268,7 +268,7 @@ def test_longer_horizon_continues_and_replaces_the_final_evaluation(finished, tm
 def test_branch_trains_with_its_own_optimizer_hyperparameters(finished, tmp_path, monkeypatch):
     seen = {}
 
-    def capture_fit(cfg, run_dir, model, optimizer, schedule, data, logger, device, start, resumed):
+    def capture_fit(cfg, run_dir, model, optimizer, schedule, data, logger, device, world, start, resumed):
         seen["start"], seen["resumed"] = start, resumed
         return {"step": int(start["step"]), "final_val_loss": None}
 

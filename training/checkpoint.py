@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +166,48 @@ def _plain(obj, where: str = "state"):
         return obj
     raise TypeError(f"{where} is a {type(obj).__name__}, which torch.load(weights_only=True) refuses: "
                     f"store it as tensors or plain Python values (see training.checkpoint.rng_state).")
+
+
+# ---------------------------------------------------------------------------------------------------
+# The state of a run: gathered from and restored into the live parts, at any world size.
+# ---------------------------------------------------------------------------------------------------
+_FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
+
+
+def capture(model, optimizer, loader, step: int, tokens: int) -> dict:
+    """The run's full state, unsharded, keyed by parameter name (torch.distributed.checkpoint's
+    state-dict API): the same dict from 1 process, DDP or FSDP, so any world size can resume it.
+    Under FSDP every rank must call it (it all-gathers); only rank 0's dict holds the tensors."""
+    model_state, optim_state = get_state_dict(model, optimizer, options=_FULL)
+    return {"model": model_state, "optimizer": optim_state, "step": step, "tokens": tokens,
+            "loader": loader.state_dict(), "rng": rng_state()}
+
+
+def _named_optimizer_state(saved: dict, model, optimizer) -> dict:
+    """An optimizer state dict of an older checkpoint (keyed by position, torch's optimizer.state_dict())
+    re-keyed by parameter name, the form `capture` writes."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    order = [names[id(p)] for group in optimizer.param_groups for p in group["params"]]
+    groups = [{**g, "params": [order[i] for i in g["params"]]} for g in saved["param_groups"]]
+    return {"state": {order[i]: s for i, s in saved["state"].items()}, "param_groups": groups}
+
+
+def restore(state: dict, model, optimizer, loader) -> None:
+    """Load a checkpoint's state into freshly built, already parallelized parts (model on its device;
+    under FSDP each rank keeps its shard of the full tensors)."""
+    optim_state = state["optimizer"]
+    if any(isinstance(k, int) for k in optim_state["state"]):
+        optim_state = _named_optimizer_state(optim_state, model, optimizer)
+    try:
+        set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=optim_state,
+                       options=StateDictOptions(full_state_dict=True))
+    except (RuntimeError, KeyError, ValueError) as err:
+        raise ValueError(
+            f"The checkpoint's state does not fit this model/optimizer ({str(err).splitlines()[0][:300]}). "
+            f"Use the same model config as the run that wrote it."
+        ) from err
+    loader.load_state_dict(state["loader"])
+    set_rng_state(state["rng"])
 
 
 def _pid_alive(pid: int) -> bool:

@@ -1,15 +1,17 @@
-"""The training loop: one function, `fit`, plus evaluation and restoring from a checkpoint.
+"""The training loop: one function, `fit`, plus the (distributed) evaluation.
 
-Per optimizer update s (0-based): lr = peak_lr * schedule(s); `batch_size / micro_batch_size`
-micro-batches of forward/backward under autocast; the pre-clip global grad norm is recorded and the
-gradient clipped; AdamW steps. Logged `step` counts completed updates, so the event at step k
-carries the LR of update k-1 (0-based) -- exactly peak_lr * schedule(k - 1).
+Per optimizer update s (0-based): lr = peak_lr * schedule(s); `batch_size / (micro_batch_size x
+world_size)` micro-batches of forward/backward per process under autocast, gradients synchronised on
+the last one only; the pre-clip global grad norm is checked (training/nonfinite.py) and the gradient
+clipped; AdamW steps. Logged `step` counts completed updates, so the event at step k carries the LR
+of update k-1 (0-based) -- exactly peak_lr * schedule(k - 1). `train/loss` is the mean training loss
+over the updates since the previous train event (all ranks, all micro-batches), `grad_norm` the last
+update's. Every logged number is the same at any world size (up to float summation order).
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import time
 from pathlib import Path
 
@@ -19,104 +21,101 @@ from tqdm.auto import tqdm
 
 from data.loader import BatchLoader, eval_batches
 from training import checkpoint, preemption
+from training.distributed import World, all_reduce_sum, any_rank
 from training.metrics import MetricsLogger, mfu, peak_flops, plot_loss_curve
+from training.nonfinite import NonFiniteGuard
 from training.optim import set_lr
-from training.setup import autocast_context
+from training.parallelize import Prepared, accumulation_steps, grad_norm_value
 
 log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
-def evaluate(model, batches, device: torch.device, autocast) -> float:
-    """Mean next-token loss over the given batches, weighted by sequences (the last may be short)."""
+def evaluate(prepared: Prepared, batches, device: torch.device, world: World = World()) -> float:
+    """Mean next-token loss over `batches`, weighted by sequences (the last may be short). Batch i is
+    evaluated by rank i mod world_size and the sums all-reduced: the single-process value, split.
+    Every rank runs the same number of forwards (FSDP gathers parameters in each); a rank out of
+    batches repeats one with weight 0."""
+    model = prepared.model
     was_training = model.training
     model.eval()
-    total, count = 0.0, 0
-    for x, y in batches:
-        with autocast:
+    batches = list(batches)
+    sums = torch.zeros(2, dtype=torch.float64, device=device)  # loss x sequences, sequences
+    for first in range(0, len(batches), world.size):
+        index = first + world.rank
+        x, y = batches[min(index, len(batches) - 1)]
+        with prepared.autocast:
             loss = model(x.to(device), y.to(device))
-        total += loss.item() * x.shape[0]
-        count += x.shape[0]
+        if index < len(batches):
+            sums += torch.stack([loss.double() * x.shape[0], torch.tensor(x.shape[0], device=device).double()])
     model.train(was_training)
+    total, count = all_reduce_sum(sums, world).tolist()
     return total / count
 
 
-def restore(state: dict, model, optimizer, loader: BatchLoader) -> None:
-    """Load a checkpoint's full state into freshly built parts (model already on its device)."""
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as err:
-        raise ValueError(
-            f"The checkpoint's weights do not fit this model ({str(err).splitlines()[0]}...). "
-            f"Use the same model config as the run that wrote it."
-        ) from err
-    optimizer.load_state_dict(state["optimizer"])
-    loader.load_state_dict(state["loader"])
-    checkpoint.set_rng_state(state["rng"])
-
-
-def _check_finite(loss: float, step: int, lr: float, run_dir: Path) -> None:
-    if not math.isfinite(loss):
-        good = checkpoint.latest_checkpoint(run_dir)
-        raise FloatingPointError(
-            f"Training loss is {loss} at step {step} (lr {lr:.3g}); stopped before saving anything. "
-            f"Last good checkpoint: {good or '(none)'}. Lower optimizer.lr or warm up longer "
-            f"(trainer.warmup_steps), then resume from that checkpoint (trainer.init_from=...)."
-        )
-
-
-def fit(cfg: DictConfig, run_dir: Path, model, optimizer, schedule, data, logger: MetricsLogger,
-        device: torch.device, start: dict | None = None, resumed: bool = False) -> dict:
+def fit(cfg: DictConfig, run_dir: Path, prepared: Prepared, optimizer, schedule, data, logger: MetricsLogger,
+        device: torch.device, world: World = World(), start: dict | None = None, resumed: bool = False) -> dict:
     """Train until trainer.max_steps. `start`: a checkpoint state to continue from (own resume or a
-    branch, `resumed` tells which). Returns a summary dict."""
+    branch, `resumed` tells which). Only rank 0's `logger` writes. Returns a summary dict."""
     t = cfg.trainer
-    raw_model = model
+    model, raw_model = prepared.model, prepared.raw
     peak_lr = float(cfg.optimizer.lr)
-    accum = t.batch_size // t.micro_batch_size
+    accum = accumulation_steps(t.batch_size, t.micro_batch_size, world.size)
     tokens_per_step = t.batch_size * t.seq_len
-    autocast = autocast_context(device, t.precision)
-    loader = BatchLoader(data.train, t.micro_batch_size, t.seq_len, seed=cfg.seed)
+    loader = BatchLoader(data.train, t.micro_batch_size, t.seq_len, seed=cfg.seed, rank=world.rank,
+                         world_size=world.size)
     val_batches = list(eval_batches(data.val, t.eval_batch_size, t.seq_len, t.eval_batches))
 
     step, tokens = 0, 0
     if start is not None:
-        restore(start, raw_model, optimizer, loader)
+        checkpoint.restore(start, raw_model, optimizer, loader)
         step, tokens = int(start["step"]), int(start["tokens"])
     if step >= t.max_steps and resumed:
         log.info("Run already finished at step %d (trainer.max_steps=%d); nothing to do.", step, t.max_steps)
         return {"step": step, "tokens": tokens, "run_dir": str(run_dir)}
 
-    if t.compile is True or (t.compile == "auto" and device.type == "cuda"):
-        model = torch.compile(model)
     flops_per_token = raw_model.flops_per_token(t.seq_len)
     peak = peak_flops(torch.cuda.get_device_name(device) if device.type == "cuda" else None, t.peak_flops)
+    peak = peak * world.size if peak else None  # MFU per accelerator: the run's FLOP/s over all of them
+    guard = NonFiniteGuard(t, device, world, run_dir)
 
-    def save() -> Path:
-        state = {"model": raw_model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                 "tokens": tokens, "loader": loader.state_dict(), "rng": checkpoint.rng_state()}
-        return checkpoint.save(run_dir, state, cfg, keep=t.keep_checkpoints)
+    def save() -> Path | None:
+        guard.check(step, lr, params=raw_model.parameters())  # never write a non-finite state
+        state = checkpoint.capture(raw_model, optimizer, loader, step, tokens)  # collective under FSDP
+        return checkpoint.save(run_dir, state, cfg, keep=t.keep_checkpoints) if world.main else None
+
+    def validate(batches) -> float:
+        return evaluate(prepared, batches, device, world)
 
     if not resumed and t.eval_interval:  # the curve's first point (a branch: the parent's level)
-        logger.log({"step": step, "tokens": tokens, "val/loss": evaluate(model, val_batches, device, autocast)})
+        logger.log({"step": step, "tokens": tokens, "val/loss": validate(val_batches)})
 
     model.train()
-    bar = tqdm(total=t.max_steps, initial=step, disable=not t.progress, dynamic_ncols=True, desc="train")
+    bar = tqdm(total=t.max_steps, initial=step, disable=not (t.progress and world.main), dynamic_ncols=True,
+               desc="train")
     clock, clock_tokens = time.perf_counter(), tokens
+    loss_sum, loss_updates = torch.zeros((), device=device), 0  # training loss since the last train event
+    lr = peak_lr * schedule(step)
     # Preemption (training/preemption.py): a signal only sets a flag; the step in flight finishes.
     with preemption.StopOnSignal() as stop:
         while step < t.max_steps:
             lr = peak_lr * schedule(step)
             set_lr(optimizer, lr)
-            loss_sum = torch.zeros((), device=device)
-            for _ in range(accum):
+            update_loss = torch.zeros((), device=device)
+            for micro in range(accum):
                 x, y = loader.next_batch()
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                with autocast:
-                    loss = model(x, y)
-                (loss / accum).backward()
-                loss_sum += loss.detach()
-            grad_norm = torch.nn.utils.clip_grad_norm_(raw_model.parameters(), t.grad_clip or math.inf)
-            optimizer.step()
+                with prepared.gradient_sync(micro == accum - 1):
+                    with prepared.autocast:
+                        loss = model(x, y)
+                    (loss / accum).backward()
+                update_loss += loss.detach()
+            grad_norm = grad_norm_value(torch.nn.utils.clip_grad_norm_(raw_model.parameters(),
+                                                                       t.grad_clip or float("inf")))
+            if guard.admit(grad_norm, step):
+                optimizer.step()
+                loss_sum += update_loss / accum
+                loss_updates += 1
             optimizer.zero_grad(set_to_none=True)
             step += 1
             tokens += tokens_per_step
@@ -124,35 +123,41 @@ def fit(cfg: DictConfig, run_dir: Path, model, optimizer, schedule, data, logger
 
             checkpoint_due = step == t.max_steps or (t.checkpoint_interval and step % t.checkpoint_interval == 0)
             if step % t.log_interval == 0 or checkpoint_due:
-                train_loss = (loss_sum / accum).item()  # one device sync per log event, not per step
-                _check_finite(train_loss, step, lr, run_dir)
+                # One device sync per log event, not per step; the mean over ranks and updates.
+                train_loss = all_reduce_sum(loss_sum, world).item() / world.size / max(loss_updates, 1)
+                guard.check(step, lr, loss=train_loss)
                 elapsed = time.perf_counter() - clock
                 tok_per_s = (tokens - clock_tokens) / elapsed if elapsed > 0 else None
-                logger.log({"step": step, "tokens": tokens, "train/loss": train_loss, "lr": lr,
-                            "grad_norm": grad_norm.item(), "tok_per_s": tok_per_s,
-                            "mfu": mfu(flops_per_token, tok_per_s, peak) if tok_per_s else None})
+                event = {"step": step, "tokens": tokens, "train/loss": train_loss if loss_updates else None,
+                         "lr": lr, "grad_norm": grad_norm.item(), "tok_per_s": tok_per_s,
+                         "mfu": mfu(flops_per_token, tok_per_s, peak) if tok_per_s else None}
+                logger.log(event | ({"skipped_updates": guard.skipped} if guard.skipped else {}))
                 bar.set_postfix(loss=f"{train_loss:.3f}", lr=f"{lr:.2e}", tok_s=f"{tok_per_s or 0:,.0f}")
+                loss_sum, loss_updates = torch.zeros((), device=device), 0
                 clock, clock_tokens = time.perf_counter(), tokens
             if t.eval_interval and step % t.eval_interval == 0 and step < t.max_steps:
-                val = evaluate(model, val_batches, device, autocast)
+                val = validate(val_batches)
                 logger.log({"step": step, "tokens": tokens, "val/loss": val})
-                bar.write(f"step {step}: val/loss {val:.4f}")
+                bar.write(f"step {step}: val/loss {val:.4f}") if world.main else None
                 clock, clock_tokens = time.perf_counter(), tokens  # evaluation time is not throughput
             if checkpoint_due and step < t.max_steps:
                 save()
                 clock, clock_tokens = time.perf_counter(), tokens
-            if stop.requested and step < t.max_steps:  # SIGTERM / SIGUSR1: checkpoint this step, exit
+            # SIGTERM / SIGUSR1 (to any rank): every rank stops after this step, rank 0 checkpoints it.
+            if step < t.max_steps and any_rank(stop.requested, device, world):
                 bar.close()
-                stop.exit(checkpoint.checkpoint_dir(run_dir, step) if checkpoint_due else save())
+                saved = checkpoint.checkpoint_dir(run_dir, step) if checkpoint_due else save()
+                stop.exit(saved or checkpoint.checkpoint_dir(run_dir, step))
     bar.close()
 
     if t.eval_interval:
-        logger.log({"step": step, "tokens": tokens, "val/loss": evaluate(model, val_batches, device, autocast)})
-    full_val = evaluate(model, eval_batches(data.val, t.eval_batch_size, t.seq_len, None), device, autocast)
+        logger.log({"step": step, "tokens": tokens, "val/loss": validate(val_batches)})
+    full_val = validate(eval_batches(data.val, t.eval_batch_size, t.seq_len, None))
     logger.log({"step": step, "tokens": tokens, "final/val_loss": full_val})
     last = save()
-    plot_loss_curve(run_dir)
-    log.info("Finished %d steps (%d tokens): final val loss %.4f on the whole validation split; %s",
-             step, tokens, full_val, last)
+    if world.main:
+        plot_loss_curve(run_dir)
+        log.info("Finished %d steps (%d tokens): final val loss %.4f on the whole validation split; %s",
+                 step, tokens, full_val, last)
     return {"step": step, "tokens": tokens, "final_val_loss": full_val, "checkpoint": str(last),
             "run_dir": str(run_dir)}

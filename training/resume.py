@@ -32,7 +32,8 @@ LOCK_FILE = ".lock"
 # An entry ending in "." covers a whole section. Everything else must stay as recorded.
 OPERATIONAL = (
     "paths.", "logger.", "data.cache_dir", "data.dir", "data.prepare.cache_dir", "model.kernels",
-    "trainer.resume", "trainer.device", "trainer.compile", "trainer.peak_flops", "trainer.progress",
+    "trainer.resume", "trainer.device", "trainer.compile", "trainer.parallel", "trainer.micro_batch_size",
+    "trainer.on_nonfinite", "trainer.max_nonfinite_skips", "trainer.peak_flops", "trainer.progress",
     "trainer.log_interval", "trainer.checkpoint_interval", "trainer.keep_checkpoints",
     "trainer.eval_interval", "trainer.eval_batches", "trainer.eval_batch_size",
 )

@@ -1,5 +1,6 @@
 """Run set-up that happens before any model is built: the configs' resolvers, config checks,
-building parts with Hydra (with readable errors), device and precision.
+building parts with Hydra (with readable errors). The device side (device, precision, DDP/FSDP,
+compile) is training/parallelize.py.
 
 Bad user input fails here with a ValueError that names the offending key, its value and the fix,
 so that a wrong override costs seconds, not a model build or a GPU allocation.
@@ -11,7 +12,6 @@ Importing this module registers the OmegaConf resolvers that configs/ uses (`${w
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 import torch
@@ -21,6 +21,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from schedules.base import fraction_to_steps
 from training.checkpoint import check_keep, checkpoint_dir
+from training.distributed import World
+from training.nonfinite import POLICIES
+from training.parallelize import accumulation_steps, resolve_parallel
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -69,8 +72,9 @@ def _require(ok: bool, message: str) -> None:
         raise ValueError(message)
 
 
-def check_config(cfg: DictConfig) -> None:
-    """Validate the values the trainer itself owns (schedules, data and model validate theirs)."""
+def check_config(cfg: DictConfig, world: World = World()) -> None:
+    """Validate the values the trainer itself owns (schedules, data and model validate theirs), for a
+    launch of `world.size` processes."""
     t = cfg.trainer
     lr = cfg.optimizer.lr
     _require(isinstance(lr, (int, float)) and lr > 0,
@@ -82,6 +86,11 @@ def check_config(cfg: DictConfig) -> None:
              and t.batch_size % t.micro_batch_size == 0,
              f"trainer.batch_size={t.batch_size} must be a positive multiple of trainer.micro_batch_size="
              f"{t.micro_batch_size} (gradient accumulation = batch_size / micro_batch_size).")
+    accumulation_steps(t.batch_size, t.micro_batch_size, world.size)  # divides at this world size
+    resolve_parallel(t.parallel, world)
+    _require(t.on_nonfinite in POLICIES, f"trainer.on_nonfinite={t.on_nonfinite}: use stop or skip.")
+    _require(isinstance(t.max_nonfinite_skips, int) and t.max_nonfinite_skips >= 0,
+             f"trainer.max_nonfinite_skips={t.max_nonfinite_skips} must be an integer >= 0.")
     max_len = cfg.model.get("max_seq_len")
     _require(t.seq_len >= 1 and (max_len is None or t.seq_len <= max_len),
              f"trainer.seq_len={t.seq_len} is above the model's max_seq_len={max_len}: lower trainer.seq_len "
@@ -116,22 +125,3 @@ def build(node: DictConfig, key: str, *args, **kwargs):
         if isinstance(cause, (ValueError, FileNotFoundError, TypeError)):
             raise type(cause)(f"{key}: {cause}") from err
         raise
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
-
-
-def autocast_context(device: torch.device, precision: str):
-    """bf16 autocast on CUDA by default; fp32 on CPU (CPU bf16 autocast is slow and not the target)."""
-    use_bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
-    if not use_bf16:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-
-
-def enable_tf32() -> None:
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
