@@ -16,7 +16,6 @@ a resume with a changed model/data/optimizer/seed/schedule, fails before anythin
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 from pathlib import Path
@@ -25,12 +24,14 @@ import hydra
 import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from training import checkpoint
 from training.distributed import World, barrier, broadcast_object, process_group, shared_run_dir
 from training.loop import fit
-from training.metrics import plot_loss_curve, read_metrics, rewind
+from training.metrics import plot_loss_curve
+from training.rundir import CONFIG_FILE, PLOT_FILE, clear_lineage, read_metrics, rewind, write_lineage
 from training.optim import param_groups
 from training.parallelize import parallelize, resolve_device
 from training.resume import check_resume, run_dir_lock, with_new_hyperparameters
@@ -55,7 +56,7 @@ class _Silent:
         pass
 
 
-def train(cfg: DictConfig, run_dir: str | Path) -> dict:
+def train(cfg: DictConfig, run_dir: str | Path, sweep_dir: str | None = None) -> dict:
     """Train as `cfg` says, writing everything into `run_dir`. Returns fit()'s summary. Under torchrun /
     accelerate launch every process calls it; they join one process group for the run."""
     world = World.from_env()
@@ -75,7 +76,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
             logging.getLogger().setLevel(logging.WARNING)
         # One trainer per run directory (rank 0 holds the lock; it dies with its process, even by SIGKILL).
         with run_dir_lock(run_dir):
-            return _start_and_fit(cfg, run_dir, schedule, data, device, world)
+            return _start_and_fit(cfg, run_dir, schedule, data, device, world, sweep_dir)
 
 
 def recorded_config(latest: Path, run_dir: Path) -> DictConfig:
@@ -87,7 +88,8 @@ def recorded_config(latest: Path, run_dir: Path) -> DictConfig:
                      f"resuming it keeps its config. Restore the file, or start afresh: trainer.resume=never.")
 
 
-def _start_and_fit(cfg: DictConfig, run_dir: Path, schedule, data, device: torch.device, world: World) -> dict:
+def _start_and_fit(cfg: DictConfig, run_dir: Path, schedule, data, device: torch.device, world: World,
+                   sweep_dir: str | None = None) -> dict:
     # 2. Where to start: our own latest checkpoint (resume), else a parent's (branch), else scratch.
     #    Rank 0 picks (and verifies) it for every rank. A resume is checked against the config that
     #    wrote its checkpoint before anything is written.
@@ -109,7 +111,8 @@ def _start_and_fit(cfg: DictConfig, run_dir: Path, schedule, data, device: torch
     optimizer = build(cfg.optimizer, "optimizer")(param_groups(prepared.raw, cfg.optimizer.weight_decay))
     if start is not None and latest is None:  # a branch trains with its own betas, weight decay, ...
         start = {**start, "optimizer": with_new_hyperparameters(start["optimizer"], optimizer)}
-    logger = build(cfg.logger, "logger")(run_dir=run_dir, config=OmegaConf.to_container(cfg, resolve=True)) \
+    logger = build(cfg.logger, "logger")(run_dir=run_dir, config=OmegaConf.to_container(cfg, resolve=True),
+                                        sweep_dir=sweep_dir) \
         if world.main else _Silent()
     log.info("Model: %s parameters, %s kernels; %s schedule; on %s%s", f"{prepared.raw.num_params():,}",
              prepared.kernels, type(schedule).__name__, device,
@@ -124,7 +127,7 @@ def _start_and_fit(cfg: DictConfig, run_dir: Path, schedule, data, device: torch
     if world.main and "final_val_loss" not in summary:  # a finished run, rerun: its recorded result
         finals = [e["final/val_loss"] for e in read_metrics(run_dir) if e.get("final/val_loss") is not None]
         summary["final_val_loss"] = finals[-1] if finals else None
-    if world.main and not (run_dir / "loss.png").is_file():  # e.g. killed after its final save, before the plot
+    if world.main and not (run_dir / PLOT_FILE).is_file():  # e.g. killed after its final save, before the plot
         plot_loss_curve(run_dir)
     return summary
 
@@ -136,18 +139,17 @@ def _open_run_dir(cfg: DictConfig, run_dir: Path, latest, start, start_from) -> 
     step = int(start["step"]) if latest is not None else None
     checkpoint.open_run_dir(run_dir, resumed_from=latest)  # leftovers of killed saves; this run's id
     rewind(run_dir, step, drop_final=step is not None and step < cfg.trainer.max_steps)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    (run_dir / "lineage.json").unlink(missing_ok=True)  # a fresh start is nobody's branch
+    (run_dir / CONFIG_FILE).write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    clear_lineage(run_dir)  # a fresh start is nobody's branch
     if start is not None and latest is None:  # a branch: record the lineage for the analysis
-        parent_ckpt = Path(start_from).resolve()
-        lineage = {"parent_run": str(parent_ckpt.parent.parent), "branch_step": int(start["step"]),
-                   "parent_checkpoint": str(parent_ckpt)}
-        (run_dir / "lineage.json").write_text(json.dumps(lineage, indent=2) + "\n")
+        write_lineage(run_dir, start_from, int(start["step"]))
 
 
 @hydra.main(config_path="configs", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
-    summary = train(cfg, HydraConfig.get().runtime.output_dir)
+    hydra_cfg = HydraConfig.get()  # a multirun job's wandb run is named and grouped after its sweep
+    sweep_dir = hydra_cfg.sweep.dir if hydra_cfg.mode == RunMode.MULTIRUN else None
+    summary = train(cfg, hydra_cfg.runtime.output_dir, sweep_dir=sweep_dir)
     return summary.get("final_val_loss")  # the value a Hydra sweeper would optimize
 
 

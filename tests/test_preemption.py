@@ -24,7 +24,7 @@ import train as train_module
 from data.loader import BatchLoader
 from tests.conftest import CONFIG_DIR, REFERENCE, ROOT, compose_config
 from training import checkpoint, preemption
-from training.metrics import read_metrics
+from training.rundir import read_metrics
 
 pytestmark = pytest.mark.slow
 COMPARED = ("step", "tokens", "train/loss", "val/loss", "final/val_loss", "lr", "grad_norm")

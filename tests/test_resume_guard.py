@@ -23,7 +23,7 @@ import train as train_module
 from data.loader import BatchLoader
 from tests.conftest import ROOT, TINY, compose_config
 from training import checkpoint
-from training.metrics import read_metrics, rewind
+from training.rundir import read_metrics, rewind
 from training.resume import RunDirInUse, check_resume, run_dir_lock, with_new_hyperparameters
 
 # Constant LR after a fixed 4-step warmup: a longer horizon leaves the LRs already used unchanged.

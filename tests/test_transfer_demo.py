@@ -20,7 +20,7 @@ from analysis.advise import transfer_lr
 from analysis.fit import fit_lr_sweep
 from scripts import transfer_demo
 from scripts.transfer_demo_report import fit_schedules, leave_one_out
-from training.metrics import read_metrics
+from training.rundir import read_metrics
 
 pytestmark = pytest.mark.slow
 

@@ -2,7 +2,9 @@
 
 A checkpoint is a directory `<run dir>/checkpoints/step_<NNNNNNN>/` holding
   state.pt       model, optimizer, step, tokens, data-loader position, RNG states (one torch.save dict
-                 of tensors and plain Python values only, so that it loads with weights_only=True)
+                 of tensors and plain Python values only, so that it loads with weights_only=True);
+                 full, unsharded tensors keyed by parameter name (`capture`), whatever the world size
+                 that wrote it, so 1 process, DDP or FSDP on any number of ranks resumes it (`restore`)
   config.yaml    the resolved config of the run that wrote it
   manifest.json  sha256 and size of both files, the step, and the id of the run that wrote it
 It is written to a temporary sibling directory first and renamed into place, so a crash or a full
@@ -29,7 +31,6 @@ import json
 import logging
 import os
 import pickle
-import random
 import re
 import shutil
 import socket
@@ -42,12 +43,13 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
 
+from training.rng import rng_state, set_rng_state
+from training.rundir import CHECKPOINTS_DIR, CONFIG_FILE, checkpoint_dir, checkpoint_dirs, checkpoint_step
+
 log = logging.getLogger(__name__)
 
 STATE_FILE = "state.pt"
-CONFIG_FILE = "config.yaml"
 MANIFEST_FILE = "manifest.json"
-_NAME = re.compile(r"^step_(\d+)$")
 # Temporary names carry host and pid so that a later process can tell a dead writer's leftovers
 # (removed) from a live one's (kept); `.tmp-step_X-<pid>` is the older, host-less form.
 _TMP = re.compile(r"^\.(tmp|old)-(step_\d+)-(?:(.+)-)?(\d+)$")
@@ -56,17 +58,9 @@ _run_ids: dict[Path, tuple[str, float]] = {}  # run dir -> (id, start time) of t
 _verified: dict[Path, tuple] = {}  # checkpoint dir -> (name, mtime_ns, size) of files that matched
 
 
-def checkpoint_dir(run_dir: str | Path, step: int) -> Path:
-    return Path(run_dir) / "checkpoints" / f"step_{step:07d}"
-
-
 def list_checkpoints(run_dir: str | Path) -> list[Path]:
-    """Checkpoints of a run by name, oldest first (temporary directories are ignored; not verified)."""
-    root = Path(run_dir) / "checkpoints"
-    if not root.is_dir():
-        return []
-    found = [p for p in root.iterdir() if _NAME.match(p.name) and (p / STATE_FILE).is_file()]
-    return sorted(found, key=lambda p: int(_NAME.match(p.name).group(1)))
+    """Checkpoints of a run by step, oldest first (temporary directories are ignored; not verified)."""
+    return [p for p in checkpoint_dirs(run_dir) if (p / STATE_FILE).is_file()]
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
@@ -74,7 +68,7 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
     Newest: the highest step of the run started last (a `trainer.resume=never` run into a used
     directory is the one a later rerun continues, whatever steps the older run reached)."""
     def order(path: Path) -> tuple:
-        return (_manifest(path) or {}).get("run_started", 0.0), int(_NAME.match(path.name).group(1))
+        return (_manifest(path) or {}).get("run_started", 0.0), checkpoint_step(path)
 
     for path in sorted(list_checkpoints(run_dir), key=order, reverse=True):
         problem = verify(path)
@@ -121,33 +115,6 @@ def verify(path: str | Path) -> str | None:
                     f"{expected.get('size')}; sha256 differs): the file is corrupt")
     _verified[path.resolve()] = stamp
     return None
-
-
-def rng_state() -> dict:
-    """Every RNG's state as tensors and plain Python values (what weights_only=True loads)."""
-    version, internal, gauss_next = random.getstate()
-    np_state = np.random.get_state(legacy=False)
-    state = {
-        "python": [version, list(internal), gauss_next],
-        "numpy": {"bit_generator": np_state["bit_generator"],
-                  "key": [int(k) for k in np_state["state"]["key"]], "pos": int(np_state["state"]["pos"]),
-                  "has_gauss": int(np_state["has_gauss"]), "gauss": float(np_state["gauss"])},
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    version, internal, gauss_next = state["python"]
-    random.setstate((version, tuple(internal), gauss_next))
-    n = state["numpy"]
-    np.random.set_state({"bit_generator": n["bit_generator"], "has_gauss": n["has_gauss"], "gauss": n["gauss"],
-                         "state": {"key": np.array(n["key"], dtype=np.uint32), "pos": n["pos"]}})
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def _plain(obj, where: str = "state"):
@@ -225,7 +192,7 @@ def open_run_dir(run_dir: str | Path, resumed_from: str | Path | None = None) ->
     killed save), and fix this run's id -- the id of `resumed_from` (the run's own checkpoint being
     continued) or a new one. Returns the id. `save` calls it on first use if the caller did not."""
     run_dir = Path(run_dir).resolve()
-    root = run_dir / "checkpoints"
+    root = run_dir / CHECKPOINTS_DIR
     for entry in (root.iterdir() if root.is_dir() else ()):
         m = _TMP.match(entry.name)
         if not m or not entry.is_dir():
@@ -338,7 +305,7 @@ def load(path: str | Path) -> dict:
     missing = {"model", "optimizer", "step", "tokens", "loader", "rng"} - set(state)
     if missing:
         raise ValueError(f"Checkpoint {state_file} lacks {sorted(missing)}: not written by this trainer.")
-    if ckpt.parent.name == "checkpoints":  # continuing a run's own checkpoint continues that run
+    if ckpt.parent.name == CHECKPOINTS_DIR:  # continuing a run's own checkpoint continues that run
         manifest = _manifest(ckpt) or {}
         if manifest.get("run_id"):
             _run_ids[ckpt.parent.parent.resolve()] = (manifest["run_id"], manifest.get("run_started", 0.0))

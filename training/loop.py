@@ -17,7 +17,6 @@ from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
-from tqdm.auto import tqdm
 
 from data.loader import BatchLoader, eval_batches
 from training import checkpoint, preemption
@@ -26,12 +25,14 @@ from training.metrics import MetricsLogger, mfu, peak_flops, plot_loss_curve
 from training.nonfinite import NonFiniteGuard
 from training.optim import set_lr
 from training.parallelize import Prepared, accumulation_steps, grad_norm_value
+from training.progress import Progress
 
 log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
-def evaluate(prepared: Prepared, batches, device: torch.device, world: World = World()) -> float:
+def evaluate(prepared: Prepared, batches, device: torch.device, world: World = World(),
+             progress: Progress | None = None, desc: str = "val") -> float:
     """Mean next-token loss over `batches`, weighted by sequences (the last may be short). Batch i is
     evaluated by rank i mod world_size and the sums all-reduced: the single-process value, split.
     Every rank runs the same number of forwards (FSDP gathers parameters in each); a rank out of
@@ -41,7 +42,8 @@ def evaluate(prepared: Prepared, batches, device: torch.device, world: World = W
     model.eval()
     batches = list(batches)
     sums = torch.zeros(2, dtype=torch.float64, device=device)  # loss x sequences, sequences
-    for first in range(0, len(batches), world.size):
+    starts = range(0, len(batches), world.size)
+    for first in (progress.evaluating(starts, desc=desc) if progress else starts):
         index = first + world.rank
         x, y = batches[min(index, len(batches) - 1)]
         with prepared.autocast:
@@ -91,8 +93,8 @@ def fit(cfg: DictConfig, run_dir: Path, prepared: Prepared, optimizer, schedule,
         logger.log({"step": step, "tokens": tokens, "val/loss": validate(val_batches)})
 
     model.train()
-    bar = tqdm(total=t.max_steps, initial=step, disable=not (t.progress and world.main), dynamic_ncols=True,
-               desc="train")
+    progress = Progress(total=t.max_steps, initial=step, log_interval=t.log_interval,
+                        bar=bool(t.progress) and world.main)
     clock, clock_tokens = time.perf_counter(), tokens
     loss_sum, loss_updates = torch.zeros((), device=device), 0  # training loss since the last train event
     lr = peak_lr * schedule(step)
@@ -119,7 +121,7 @@ def fit(cfg: DictConfig, run_dir: Path, prepared: Prepared, optimizer, schedule,
             optimizer.zero_grad(set_to_none=True)
             step += 1
             tokens += tokens_per_step
-            bar.update(1)
+            progress.update(step)
 
             checkpoint_due = step == t.max_steps or (t.checkpoint_interval and step % t.checkpoint_interval == 0)
             if step % t.log_interval == 0 or checkpoint_due:
@@ -132,27 +134,29 @@ def fit(cfg: DictConfig, run_dir: Path, prepared: Prepared, optimizer, schedule,
                          "lr": lr, "grad_norm": grad_norm.item(), "tok_per_s": tok_per_s,
                          "mfu": mfu(flops_per_token, tok_per_s, peak) if tok_per_s else None}
                 logger.log(event | ({"skipped_updates": guard.skipped} if guard.skipped else {}))
-                bar.set_postfix(loss=f"{train_loss:.3f}", lr=f"{lr:.2e}", tok_s=f"{tok_per_s or 0:,.0f}")
+                progress.report(event)
                 loss_sum, loss_updates = torch.zeros((), device=device), 0
                 clock, clock_tokens = time.perf_counter(), tokens
             if t.eval_interval and step % t.eval_interval == 0 and step < t.max_steps:
                 val = validate(val_batches)
                 logger.log({"step": step, "tokens": tokens, "val/loss": val})
-                bar.write(f"step {step}: val/loss {val:.4f}") if world.main else None
+                progress.report({"step": step, "val/loss": val})
                 clock, clock_tokens = time.perf_counter(), tokens  # evaluation time is not throughput
             if checkpoint_due and step < t.max_steps:
                 save()
                 clock, clock_tokens = time.perf_counter(), tokens
             # SIGTERM / SIGUSR1 (to any rank): every rank stops after this step, rank 0 checkpoints it.
             if step < t.max_steps and any_rank(stop.requested, device, world):
-                bar.close()
+                progress.close()
                 saved = checkpoint.checkpoint_dir(run_dir, step) if checkpoint_due else save()
                 stop.exit(saved or checkpoint.checkpoint_dir(run_dir, step))
-    bar.close()
 
     if t.eval_interval:
         logger.log({"step": step, "tokens": tokens, "val/loss": validate(val_batches)})
-    full_val = validate(eval_batches(data.val, t.eval_batch_size, t.seq_len, None))
+    full_val = evaluate(prepared, eval_batches(data.val, t.eval_batch_size, t.seq_len, None), device, world,
+                        progress, "final val")
+    progress.close()
+    progress.report({"step": step, "final/val_loss": full_val})
     logger.log({"step": step, "tokens": tokens, "final/val_loss": full_val})
     last = save()
     if world.main:

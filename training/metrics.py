@@ -26,9 +26,9 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from data.shards import atomic_path
+from training.rundir import read_metrics
 from training import rundir
 from training.rundir import METRICS_FILE, PLOT_FILE
-from training.rundir import read_metrics, rewind  # noqa: F401  moved: train.py switches next
 
 log = logging.getLogger(__name__)
 

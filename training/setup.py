@@ -20,10 +20,11 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from schedules.base import fraction_to_steps
-from training.checkpoint import check_keep, checkpoint_dir
+from training.checkpoint import check_keep
 from training.distributed import World
 from training.nonfinite import POLICIES
 from training.parallelize import accumulation_steps, resolve_parallel
+from training.rundir import checkpoint_dir
 
 
 # ---------------------------------------------------------------------------------------------------
