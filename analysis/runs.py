@@ -9,7 +9,8 @@
     run.metrics            # tidy DataFrame, one row per step: step, train/loss, val/loss, lr, grad_norm, ...
     run.final_val_loss     # full validation split at the last step (NaN if the run did not finish)
     run.schedule()         # the schedule object, re-instantiated from the recorded config by build_schedule
-    run.lr()               # peak LR x schedule multipliers, the step sizes of all T updates
+    run.lr()               # peak LR x run.multipliers(), the step sizes of all T updates
+    run.grad_norms         # per-update gradient norms: step, l2, l1 (analysis/refine.py refines schedules from them)
 
 Branched runs (a cooldown started from a parent's checkpoint) are stitched: the parent's rows up to
 the branch step, then the child's (the child wins where both logged the same step).
@@ -17,6 +18,8 @@ Duplicate steps after a resume keep the newest value. A recorded schedule config
 build_schedule, the analysis' only builder, builds a schedules.Schedule class from plain arguments
 and refuses anything else (another `_target_`, nested Hydra keys) before it imports or calls a thing;
 a run directory or wandb run with such a config is refused at load (load_many skips it with a note).
+A reactive schedule (its class has `reactive = True`, e.g. step decay on plateau) sets its LRs from the
+validation losses, so the config cannot tell them: run.multipliers() reads them from the logged `lr`.
 """
 from __future__ import annotations
 
@@ -26,7 +29,6 @@ import math
 import re
 import warnings
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -34,10 +36,10 @@ import pandas as pd
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from analysis.safe_schedule import build_schedule, check_schedule_config
+from analysis.safe_schedule import build_schedule, check_schedule_config, schedule_class
 from analysis.wandb_log import wandb_key, wandb_records
-from training.rundir import (CONFIG_FILE, HYDRA_DIR, JOBS_FILE, METRICS_FILE, SWEEP_CONFIG_FILE, read_lineage,
-                             read_metrics)
+from training.rundir import (CONFIG_FILE, HYDRA_DIR, JOBS_FILE, METRICS_FILE, SWEEP_CONFIG_FILE, read_grad_norms,
+                             read_lineage, read_metrics)
 
 CORE_COLUMNS = ("step", "train/loss", "val/loss", "lr", "grad_norm")
 FINAL_KEY = "final/val_loss"
@@ -54,6 +56,7 @@ class Run:
     peak_lr: float | None             # the optimizer's peak LR (the schedule multiplies it)
     parent: Run | None = field(default=None, repr=False)
     branch_step: int | None = None
+    _norms: pd.DataFrame | None = field(default=None, repr=False)   # grad_norms, read on first use
 
     @property
     def final_val_loss(self) -> float:
@@ -70,9 +73,39 @@ class Run:
             raise ValueError(f"run {self.name!r} recorded no schedule config; it cannot be re-instantiated")
         return build_schedule(self.schedule_config, f"run {self.name!r} ({self.source}): schedule config")
 
+    @property
+    def reactive(self) -> bool:
+        """Whether the schedule reacts to the run (class attribute `reactive`): its LRs are in the log only."""
+        config = self.schedule_config
+        return config is not None and bool(getattr(schedule_class(config.get("_target_")), "reactive", False))
+
+    def multipliers(self) -> np.ndarray:
+        """Multipliers of the peak LR of all T updates (float64, length T): schedule.multipliers(), or for a
+        reactive schedule the logged lr / peak LR. The lr logged at step k is update k-1's (0-based), and a
+        reactive LR changes only after a validation, which the trainer runs at a log step; so update u takes
+        the lr logged at the first logged step >= u + 1 (the last logged one past the end of the log)."""
+        if not self.reactive:
+            return self.schedule().multipliers()
+        logged = self.metrics.dropna(subset=["lr"]) if "lr" in self.metrics else self.metrics.iloc[:0]
+        if logged.empty or not self.peak_lr:
+            raise ValueError(f"run {self.name!r} has a reactive schedule ({self.schedule_config['_target_']}) but "
+                             "logged no lr or peak LR, so its LRs are unknown; the trainer logs lr at every log event")
+        at = np.searchsorted(logged["step"].to_numpy(), np.arange(1, self.total_steps + 1))
+        return logged["lr"].to_numpy(np.float64)[np.minimum(at, len(logged) - 1)] / self.peak_lr
+
     def lr(self) -> np.ndarray:
-        """Step sizes of all T updates: peak LR x schedule.multipliers() (float64, length T)."""
-        return self.peak_lr * self.schedule().multipliers()
+        """Step sizes of all T updates: peak LR x multipliers() (float64, length T)."""
+        return self.peak_lr * self.multipliers()
+
+    @property
+    def grad_norms(self) -> pd.DataFrame:
+        """Gradient norms by update: `step` (updates completed, as in metrics), `l2` (pre-clip global l2 norm),
+        `l1` (sum of |g|; NaN where unknown). A run directory's grad_norms.bin has both for every update (a
+        branch's parent's up to the branch step first); without it, the metrics' `grad_norm` is the l2 of one
+        update per log event (the paper logs' `grad_norm` column likewise, l1 unknown). attrs["origin"] says which."""
+        if self._norms is None:
+            self._norms = _grad_norms(self)
+        return self._norms
 
 
 _WANDB_ONLINE = re.compile(r"^[\w.-]+/[\w.-]+/[\w.-]+$")
@@ -181,6 +214,25 @@ def _load_run_dir(path: Path) -> Run:
     return run
 
 
+def _grad_norms(run: Run) -> pd.DataFrame:
+    """Run.grad_norms: grad_norms.bin (stitched onto the parent's, if it has one too), else the metrics."""
+    records = read_grad_norms(run.source) if Path(run.source).is_dir() else []
+    if len(records):
+        table = pd.DataFrame(records).astype({"l2": np.float64, "l1": np.float64})
+        if run.parent is not None and run.parent.grad_norms.attrs["origin"] == GRAD_NORMS_ORIGIN:
+            table = stitch(run.parent.grad_norms, table, run.branch_step)
+        table.attrs["origin"] = GRAD_NORMS_ORIGIN
+        return table
+    logged = run.metrics.dropna(subset=["grad_norm"]) if "grad_norm" in run.metrics else run.metrics.iloc[:0]
+    table = pd.DataFrame({"step": logged["step"].to_numpy(np.int64), "l2": logged["grad_norm"].to_numpy(np.float64),
+                          "l1": np.nan})
+    table.attrs["origin"] = "the metrics' grad_norm (l2 of the last update of each log event)"
+    return table
+
+
+GRAD_NORMS_ORIGIN = "grad_norms.bin (every update)"
+
+
 def _with_parent(run: Run, parent_source, branch_step: int) -> Run:
     try:
         parent = load(parent_source)
@@ -239,86 +291,7 @@ def _load_wandb_offline(path: Path) -> Run:
     return _from_wandb(name, str(path), config, pd.DataFrame(rows), summary)
 
 
-# (c) The paper's JSON logs (Schaipp et al.; format in tests/data/paper_logs/README.md): their trainer's
-# flags translated into this project's schedule configs (the object is still built by instantiate).
-_PAPER_COOLDOWN_KIND = {"linear": "linear", "sqrt": "1-sqrt", None: "linear"}
-_PAPER_COLUMNS = {"iter": "step", "train_loss": "train/loss", "train_lr": "lr", "grad_norm": "grad_norm",
-                  "val_loss": "val/loss", "val_acc": "val/acc", "final_val_loss": FINAL_KEY}
-
-
-def paper_schedule_config(flags: dict) -> dict:
-    """The schedule config (``_target_`` + arguments) equivalent to a paper run's training flags.
-
-    wsd: their wsd_schedule (linear warmup from lr/100, cooldown over int(fract * T) steps ending at
-    step T) is schedules.WSD with warmup_start 0.01. cos: torch OneCycleLR with pct_start = W/T and
-    div_factor 100 is schedules.CosinePaper; the final LR is cos_final_lr (absolute) if > 0, else lr/10.
-    """
-    common = {"total_steps": int(flags["iterations"]), "warmup_steps": int(flags.get("warmup_steps") or 0),
-              "warmup_start": 0.01}
-    scheduler = flags.get("scheduler")
-    if scheduler == "wsd":
-        return {"_target_": "schedules.WSD", **common,
-                "cooldown_fraction": float(flags.get("wsd_fract_decay") or 0.0),
-                "cooldown_kind": _PAPER_COOLDOWN_KIND[flags.get("decay_type")],
-                "final_fraction": float(flags.get("wsd_final_lr_scale") or 0.0)}
-    if scheduler == "cos":
-        final_lr = flags.get("cos_final_lr")
-        final = final_lr / flags["lr"] if final_lr is not None and final_lr > 0 else 0.1
-        return {"_target_": "schedules.CosinePaper", **common, "final_fraction": float(final)}
-    raise ValueError(f"paper run with scheduler={scheduler!r}: only 'wsd' and 'cos' are known")
-
-
-@lru_cache(maxsize=64)
-def _read_paper_json(path: str) -> tuple[str, dict, pd.DataFrame]:
-    data = json.loads(Path(path).read_text())
-    flags, summary, history = data["config"], data.get("summary", {}), data.get("history", {})
-    frames = []
-    for part in ("train", "val", "final-val"):
-        part = history.get(part, {})
-        n = len(part.get("iter", []))   # a column of another length (some val_acc lists) is not aligned
-        columns = {k: v for k, v in part.items() if k in _PAPER_COLUMNS and n and len(v) == n}
-        if len(columns) > 1:
-            frame = pd.DataFrame(columns).rename(columns=_PAPER_COLUMNS)
-            losses = [c for c in frame.columns if c in LOSS_KEYS]   # logged non-finite -> inf, as above
-            frame[losses] = frame[losses].astype(np.float64).fillna(np.inf)
-            frames.append(frame)
-    events = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"step": []})
-    # A resumed wandb run exports its history segments newest first, so the first occurrence of a
-    # step is the newest value (the resumed run that went on to the end).
-    metrics = tidy(events, keep="first")
-    if (FINAL_KEY not in metrics or metrics[FINAL_KEY].isna().all()) and "final-val/loss" in summary and len(metrics):
-        metrics.loc[metrics.index[-1], FINAL_KEY] = summary["final-val/loss"]
-    tokens_per_step = math.prod(int(flags.get(k) or 1) for k in ("batch_size", "acc_steps", "world_size",
-                                                                 "sequence_length"))
-    metrics.insert(1, "tokens", metrics["step"] * tokens_per_step)
-    return data.get("name", Path(path).stem), flags, metrics
-
-
-def _find_paper_log(directory: Path, name: str) -> Path:
-    """The log of run `name` in `directory`: <name>.json, else <anything>_<name>.json (the paper's folder
-    files the 210M constant run as stable-210m_<name>.json), else the sibling whose recorded name is
-    `name` (a few files are named after a relabelled run, e.g. decay_linear for decay_sqrt)."""
-    exact = directory / f"{name}.json"
-    if exact.exists():
-        return exact
-    prefixed = sorted(directory.glob(f"*_{name}.json"))    # the paper's folder prefixes some names
-    if prefixed:
-        return prefixed[0]
-    prefix = name.split("_")[0]
-    for candidate in sorted(directory.glob(f"{prefix}_*.json")):
-        if _read_paper_json(str(candidate.resolve()))[0] == name:
-            return candidate
-    return exact   # missing: the caller warns
-
-
+# (c) The paper's JSON logs: analysis/paper_logs.py (imported on use: it builds on Run and tidy above).
 def _load_paper_log(path: Path) -> Run:
-    name, flags, metrics = _read_paper_json(str(path.resolve()))
-    run = Run(name=name, source=str(path), config=dict(flags), metrics=metrics.copy(),
-              schedule_config=paper_schedule_config(flags), peak_lr=float(flags["lr"]))
-    resume_from = flags.get("resume_from")
-    if resume_from:  # ".../<parent run name>/ckpts/<step>": the parent's log lies beside this one
-        parts = Path(resume_from).parts
-        if "ckpts" in parts and parts[-1].isdigit():
-            parent_name = parts[parts.index("ckpts") - 1]
-            run = _with_parent(run, _find_paper_log(path.parent, parent_name), int(parts[-1]))
-    return run
+    from analysis.paper_logs import load_paper_log
+    return load_paper_log(path)
