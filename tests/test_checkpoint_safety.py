@@ -22,7 +22,7 @@ from omegaconf import OmegaConf
 
 import train as train_module
 from tests.conftest import ROOT
-from training import checkpoint
+from training import checkpoint, checkpoint_tool
 
 CFG = OmegaConf.create({"seed": 1})
 PATTERN = torch.full((256,), 1.2345)  # a tensor whose bytes are easy to find inside state.pt
@@ -192,8 +192,8 @@ def test_a_checkpoint_of_the_older_format_is_refused_then_upgraded(tmp_path):
     with pytest.raises(ValueError, match="upgrade --trust"):
         checkpoint.load(ckpt)
     with pytest.raises(SystemExit):
-        checkpoint.main(["upgrade", str(ckpt)])  # refuses to unpickle without --trust
-    assert checkpoint.main(["upgrade", "--trust", str(ckpt)]) == 0
-    assert checkpoint.main(["verify", str(ckpt)]) == 0
+        checkpoint_tool.main(["upgrade", str(ckpt)])  # refuses to unpickle without --trust
+    assert checkpoint_tool.main(["upgrade", "--trust", str(ckpt)]) == 0
+    assert checkpoint_tool.main(["verify", str(ckpt)]) == 0
     checkpoint.set_rng_state(checkpoint.load(ckpt)["rng"])
     assert np.array_equal(np.random.rand(3), expected)

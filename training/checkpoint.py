@@ -25,7 +25,6 @@ Tested by tests/test_checkpoint_safety.py and tests/test_train.py.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
@@ -141,13 +140,16 @@ def _plain(obj, where: str = "state"):
 _FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
 
 
-def capture(model, optimizer, loader, step: int, tokens: int) -> dict:
+def capture(model, optimizer, loader, step: int, tokens: int, schedule=None) -> dict:
     """The run's full state, unsharded, keyed by parameter name (torch.distributed.checkpoint's
     state-dict API): the same dict from 1 process, DDP or FSDP, so any world size can resume it.
     Under FSDP every rank must call it (it all-gathers); only rank 0's dict holds the tensors."""
     model_state, optim_state = get_state_dict(model, optimizer, options=_FULL)
-    return {"model": model_state, "optimizer": optim_state, "step": step, "tokens": tokens,
-            "loader": loader.state_dict(), "rng": rng_state()}
+    state = {"model": model_state, "optimizer": optim_state, "step": step, "tokens": tokens,
+             "loader": loader.state_dict(), "rng": rng_state()}
+    if getattr(schedule, "reactive", False):  # a schedule that reacts to the val loss has state of its own
+        state["schedule"] = schedule.state_dict()
+    return state
 
 
 def _named_optimizer_state(saved: dict, model, optimizer) -> dict:
@@ -159,7 +161,7 @@ def _named_optimizer_state(saved: dict, model, optimizer) -> dict:
     return {"state": {order[i]: s for i, s in saved["state"].items()}, "param_groups": groups}
 
 
-def restore(state: dict, model, optimizer, loader) -> None:
+def restore(state: dict, model, optimizer, loader, schedule=None) -> None:
     """Load a checkpoint's state into freshly built, already parallelized parts (model on its device;
     under FSDP each rank keeps its shard of the full tensors)."""
     optim_state = state["optimizer"]
@@ -175,6 +177,8 @@ def restore(state: dict, model, optimizer, loader) -> None:
         ) from err
     loader.load_state_dict(state["loader"])
     set_rng_state(state["rng"])
+    if getattr(schedule, "reactive", False) and "schedule" in state:
+        schedule.load_state_dict(state["schedule"])
 
 
 def _pid_alive(pid: int) -> bool:
@@ -312,39 +316,7 @@ def load(path: str | Path) -> dict:
     return state
 
 
-def upgrade(path: str | Path) -> Path:
-    """Rewrite a checkpoint of an older version (numpy RNG state, no manifest) in the safe format.
-    Unpickles with weights_only=False: run it only on files you wrote yourself."""
-    path = Path(path)
-    state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=False)
-    py, npy = state["rng"]["python"], state["rng"]["numpy"]
-    if isinstance(npy, tuple):  # np.random.get_state()'s legacy tuple: (name, key, pos, has_gauss, gauss)
-        npy = {"bit_generator": npy[0], "key": [int(k) for k in npy[1]], "pos": int(npy[2]),
-               "has_gauss": int(npy[3]), "gauss": float(npy[4])}
-    state["rng"] = {**state["rng"], "python": [py[0], list(py[1]), py[2]], "numpy": npy}
-    config = OmegaConf.load(path / CONFIG_FILE)
-    _run_ids.setdefault(path.parent.parent.resolve(), ("upgraded", 0.0))  # one id for a run's old checkpoints
-    return save(path.parent.parent, state, config)
+if __name__ == "__main__":  # the command-line tool lives beside it: training/checkpoint_tool.py
+    from training.checkpoint_tool import main
 
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.checkpoint", description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["verify", "upgrade"])
-    parser.add_argument("paths", nargs="+", type=Path, help="checkpoint directories (.../checkpoints/step_N)")
-    parser.add_argument("--trust", action="store_true", help="upgrade: I wrote these files (they are unpickled)")
-    args = parser.parse_args(argv)
-    if args.command == "upgrade" and not args.trust:
-        parser.error("upgrade unpickles the files, which can run code: pass --trust if you wrote them yourself")
-    bad = 0
-    for path in args.paths:
-        if args.command == "verify":
-            problem = verify(path) if (path / STATE_FILE).is_file() else f"no {STATE_FILE} in {path}"
-            bad += problem is not None
-            print(f"{path}: {problem or 'ok'}")
-        else:
-            print(f"{path}: upgraded -> {upgrade(path)}")
-    return 1 if bad else 0
-
-
-if __name__ == "__main__":
     raise SystemExit(main())

@@ -7,6 +7,10 @@ clipped; AdamW steps. Logged `step` counts completed updates, so the event at st
 of update k-1 (0-based) -- exactly peak_lr * schedule(k - 1). `train/loss` is the mean training loss
 over the updates since the previous train event (all ranks, all micro-batches), `grad_norm` the last
 update's. Every logged number is the same at any world size (up to float summation order).
+Every update's gradient norms (pre-clip l2 and l1) go to `grad_norms.bin` (training/rundir.py) for
+the schedule refinement of analysis/refine.py: kept on the device and written at log events, so
+they cost no extra synchronisation. A reactive schedule (`schedule.reactive`, e.g. step decay on
+plateau) observes every periodic validation loss; its state travels in the checkpoints.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import logging
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from omegaconf import DictConfig
 
@@ -26,6 +31,7 @@ from training.nonfinite import NonFiniteGuard
 from training.optim import set_lr
 from training.parallelize import Prepared, accumulation_steps, grad_norm_value
 from training.progress import Progress
+from training.rundir import GRAD_NORM_DTYPE, append_grad_norms
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +61,30 @@ def evaluate(prepared: Prepared, batches, device: torch.device, world: World = W
     return total / count
 
 
+class GradNormRecorder:
+    """Each update's (l2, l1) gradient norms, held on the device until `flush` writes them (rank 0)."""
+
+    def __init__(self, enabled: bool, run_dir: Path, world: World):
+        self.enabled, self.run_dir, self.world = enabled, run_dir, world
+        self.pending: list[tuple[int, torch.Tensor]] = []
+
+    def record(self, step: int, l2: torch.Tensor, params) -> None:
+        if self.enabled:
+            grads = [p.grad for p in params if p.grad is not None]
+            l1 = grad_norm_value(torch.nn.utils.get_total_norm(grads, 1.0))  # all ranks: a collective under FSDP
+            self.pending.append((step, torch.stack([l2.detach().float(), l1.float()])))
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        norms = torch.stack([n for _, n in self.pending]).cpu().numpy()
+        if self.world.main:
+            records = np.empty(len(self.pending), dtype=GRAD_NORM_DTYPE)
+            records["step"], records["l2"], records["l1"] = [s for s, _ in self.pending], norms[:, 0], norms[:, 1]
+            append_grad_norms(self.run_dir, records)
+        self.pending = []
+
+
 def fit(cfg: DictConfig, run_dir: Path, prepared: Prepared, optimizer, schedule, data, logger: MetricsLogger,
         device: torch.device, world: World = World(), start: dict | None = None, resumed: bool = False) -> dict:
     """Train until trainer.max_steps. `start`: a checkpoint state to continue from (own resume or a
@@ -70,7 +100,7 @@ def fit(cfg: DictConfig, run_dir: Path, prepared: Prepared, optimizer, schedule,
 
     step, tokens = 0, 0
     if start is not None:
-        checkpoint.restore(start, raw_model, optimizer, loader)
+        checkpoint.restore(start, raw_model, optimizer, loader, schedule)
         step, tokens = int(start["step"]), int(start["tokens"])
     if step >= t.max_steps and resumed:
         log.info("Run already finished at step %d (trainer.max_steps=%d); nothing to do.", step, t.max_steps)
@@ -80,10 +110,13 @@ def fit(cfg: DictConfig, run_dir: Path, prepared: Prepared, optimizer, schedule,
     peak = peak_flops(torch.cuda.get_device_name(device) if device.type == "cuda" else None, t.peak_flops)
     peak = peak * world.size if peak else None  # MFU per accelerator: the run's FLOP/s over all of them
     guard = NonFiniteGuard(t, device, world, run_dir)
+    norms = GradNormRecorder(bool(t.log_grad_norms), run_dir, world)
+    reactive = getattr(schedule, "reactive", False)
 
     def save() -> Path | None:
         guard.check(step, lr, params=raw_model.parameters())  # never write a non-finite state
-        state = checkpoint.capture(raw_model, optimizer, loader, step, tokens)  # collective under FSDP
+        norms.flush()  # the norms of every step the checkpoint covers are on disk with it
+        state = checkpoint.capture(raw_model, optimizer, loader, step, tokens, schedule)  # collective under FSDP
         return checkpoint.save(run_dir, state, cfg, keep=t.keep_checkpoints) if world.main else None
 
     def validate(batches) -> float:
@@ -114,6 +147,7 @@ def fit(cfg: DictConfig, run_dir: Path, prepared: Prepared, optimizer, schedule,
                 update_loss += loss.detach()
             grad_norm = grad_norm_value(torch.nn.utils.clip_grad_norm_(raw_model.parameters(),
                                                                        t.grad_clip or float("inf")))
+            norms.record(step + 1, grad_norm, raw_model.parameters())
             if guard.admit(grad_norm, step):
                 optimizer.step()
                 loss_sum += update_loss / accum
@@ -135,12 +169,15 @@ def fit(cfg: DictConfig, run_dir: Path, prepared: Prepared, optimizer, schedule,
                          "mfu": mfu(flops_per_token, tok_per_s, peak) if tok_per_s else None}
                 logger.log(event | ({"skipped_updates": guard.skipped} if guard.skipped else {}))
                 progress.report(event)
+                norms.flush()
                 loss_sum, loss_updates = torch.zeros((), device=device), 0
                 clock, clock_tokens = time.perf_counter(), tokens
             if t.eval_interval and step % t.eval_interval == 0 and step < t.max_steps:
                 val = validate(val_batches)
                 logger.log({"step": step, "tokens": tokens, "val/loss": val})
                 progress.report({"step": step, "val/loss": val})
+                if reactive:  # e.g. step decay on plateau: the LR of the next updates may change
+                    schedule.observe(step, val)
                 clock, clock_tokens = time.perf_counter(), tokens  # evaluation time is not throughput
             if checkpoint_due and step < t.max_steps:
                 save()

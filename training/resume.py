@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 LOCK_FILE = ".lock"
@@ -34,7 +34,7 @@ OPERATIONAL = (
     "paths.", "logger.", "data.cache_dir", "data.dir", "data.prepare.cache_dir", "model.kernels",
     "trainer.resume", "trainer.device", "trainer.compile", "trainer.parallel", "trainer.micro_batch_size",
     "trainer.on_nonfinite", "trainer.max_nonfinite_skips", "trainer.peak_flops", "trainer.progress",
-    "trainer.log_interval", "trainer.checkpoint_interval", "trainer.keep_checkpoints",
+    "trainer.log_interval", "trainer.log_grad_norms", "trainer.checkpoint_interval", "trainer.keep_checkpoints",
     "trainer.eval_interval", "trainer.eval_batches", "trainer.eval_batch_size",
 )
 # Keys that a new horizon changes by interpolation (schedules read trainer.max_steps and the default
@@ -127,8 +127,11 @@ def check_resume(recorded: DictConfig | dict, cfg: DictConfig | dict, step: int)
     if "trainer.max_steps" in diff:
         max_steps = new["trainer"]["max_steps"]
         horizon = {k: v for k, v in diff.items() if _covered(k, HORIZON) and k != "schedule._target_"}
-        if "schedule._target_" in diff or any(isinstance(v, (dict, list)) for v in old["schedule"].values()):
-            horizon = {}  # another schedule: every differing key is named, nothing recorded is built
+        if "schedule._target_" in diff or any(isinstance(v, (dict, list)) for v in old["schedule"].values()) \
+                or getattr(get_class(new["schedule"]["_target_"]), "reactive", False):
+            # another schedule, or one whose LRs follow the val loss (not computable from its config):
+            # every differing key is named, nothing recorded is built
+            horizon = {}
         elif max_steps < step:
             problems.append(f"trainer.max_steps={max_steps} is below the checkpoint's step {step}")
         else:

@@ -32,6 +32,8 @@ import re
 import warnings
 from pathlib import Path
 
+import numpy as np
+
 from data.shards import atomic_path  # the project's one write-then-rename helper (torch-free)
 
 CONFIG_FILE = "config.yaml"
@@ -40,6 +42,7 @@ LINEAGE_FILE = "lineage.json"
 PLOT_FILE = "loss.png"
 CHECKPOINTS_DIR = "checkpoints"
 WANDB_ID_FILE = "wandb_id.txt"
+GRAD_NORMS_FILE = "grad_norms.bin"  # every update's gradient norms (trainer.log_grad_norms), see below
 JOBS_FILE = "jobs.jsonl"          # in a sweep directory, beside Hydra's own files below
 SWEEP_CONFIG_FILE = "multirun.yaml"  # written by Hydra into a sweep directory
 HYDRA_DIR = ".hydra"              # written by Hydra into every run directory (overrides, hydra.yaml)
@@ -100,6 +103,43 @@ def rewind(run_dir: str | Path, step: int | None, drop_final: bool = False) -> N
         f.write("".join(json.dumps(e) + "\n" for e in kept))
         f.flush()
         os.fsync(f.fileno())
+    rewind_grad_norms(run_dir, step)
+
+
+# --- per-update gradient norms: what a schedule refinement (analysis/refine.py) needs ----------------
+# Raw little-endian records, one per optimizer update, appended at each log event: `step` = updates
+# completed (the metrics.jsonl convention: record k is update k-1, 0-based), `l2` = the pre-clip
+# global l2 norm of that update's gradient, `l1` = its l1 norm (sum of |g|). 16 bytes per update.
+GRAD_NORM_DTYPE = np.dtype([("step", "<i8"), ("l2", "<f4"), ("l1", "<f4")])
+
+
+def append_grad_norms(run_dir: str | Path, records: np.ndarray) -> None:
+    """Append GRAD_NORM_DTYPE records (rank 0, at log events); flushed to the OS at once."""
+    with open(Path(run_dir) / GRAD_NORMS_FILE, "ab") as f:
+        f.write(np.ascontiguousarray(records, dtype=GRAD_NORM_DTYPE).tobytes())
+
+
+def read_grad_norms(run_dir: str | Path) -> np.ndarray:
+    """The run's per-update gradient norms (GRAD_NORM_DTYPE, sorted by step, each step once: the last
+    record of a step wins); empty if the run did not log them. A record cut short by a kill is ignored."""
+    path = Path(run_dir) / GRAD_NORMS_FILE
+    if not path.is_file():
+        return np.empty(0, dtype=GRAD_NORM_DTYPE)
+    raw = path.read_bytes()
+    records = np.frombuffer(raw[:len(raw) - len(raw) % GRAD_NORM_DTYPE.itemsize], dtype=GRAD_NORM_DTYPE)
+    _, last = np.unique(records["step"][::-1], return_index=True)  # index of each step's last record
+    return records[::-1][last].copy()
+
+
+def rewind_grad_norms(run_dir: str | Path, step: int | None) -> None:
+    """Keep the records of steps <= `step` (None: none), as `rewind` does for the metrics."""
+    path = Path(run_dir) / GRAD_NORMS_FILE
+    if not path.is_file():
+        return
+    kept = read_grad_norms(run_dir)
+    kept = kept[kept["step"] <= step] if step is not None else kept[:0]
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(kept.tobytes())
 
 
 # --- lineage: a branch records where it started ------------------------------------------------------
