@@ -1,4 +1,4 @@
-"""`python -m analysis advise ...`: LR advice from runs, printed as tables and Hydra overrides.
+"""`python -m analysis advise|refine ...`: LR advice from runs, as tables and Hydra overrides; refined schedules.
 
     # transfer: the tuned LR of one schedule -> the LR of others at the same horizon
     python -m analysis advise transfer --runs 'sweep/wsd02_*' --set cooldown_fraction=0.1,0.4 --target linear
@@ -6,6 +6,8 @@
     python -m analysis advise extend --run outputs/runs/<run> --steps 100000
     # sweep: empirical optimum per schedule and horizon vs the theory's prediction
     python -m analysis advise sweep --runs 'outputs/multiruns/<date>/*'
+    # refine: a schedule from a run's gradient norms (analysis/refine.py owns the subcommand)
+    python -m analysis refine outputs/runs/<run> --optimizer adam --steps 5000
 
 --runs / --target-runs: globs (quoted) of anything analysis.runs.load reads; failed launches are
 skipped, diverged runs and runs without a final loss left out, each with a note. The source LR is
@@ -24,17 +26,12 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from analysis import advise, plots
+from analysis import advise, plots, refine
 from analysis.extend import cmd_extend
 from analysis.fit import G_MODELS, fit_bound
 from analysis.groups import describe, same_shape
 from analysis.report import curve_of, note, print_table, say, setup_of
 from analysis.runs import load_many
-
-
-def _parse_value(text: str):
-    """A command-line value as YAML reads it (0.1 -> float, null -> None, linear -> str)."""
-    return yaml.safe_load(text)
 
 
 def _load(patterns, what="--runs"):
@@ -135,14 +132,15 @@ def _targets(source, target_sweeps, args):
         key, sep, values = spec.partition("=")
         if not sep or not key or not values:
             raise ValueError(f"--set {spec!r} is not KEY=V1,V2,...; write e.g. --set cooldown_fraction=0.1,0.4")
-        targets += [advise.with_args(source, **{key: _parse_value(v)}) for v in values.split(",")]
+        # values as YAML reads them: 0.1 -> float, null -> None, linear -> str
+        targets += [advise.with_args(source, **{key: yaml.safe_load(v)}) for v in values.split(",")]
     for spec in args.target:
         name, _, rest = spec.partition(":")
         pairs = [item.partition("=") for item in rest.split(",") if item]
         if any(not key or not sep for key, sep, _ in pairs):
             raise ValueError(f"--target {spec!r} is not NAME[:KEY=VALUE,...]; "
                              "write e.g. --target cosine:final_fraction=0.1")
-        targets.append(advise.group_config(name, like=source, **{k: _parse_value(v) for k, _, v in pairs}))
+        targets.append(advise.group_config(name, like=source, **{k: yaml.safe_load(v) for k, _, v in pairs}))
     return targets
 
 
@@ -341,6 +339,7 @@ def build_parser():
     grouping(p)
     common(p, "sweep")
     p.set_defaults(func=cmd_sweep)
+    refine.add_parser(commands)
     return parser
 
 
