@@ -1,5 +1,9 @@
 """analysis.runs: run directories (written here by hand), wandb runs (offline folder made with wandb
-itself, online API faked), and the paper's JSON logs shipped in tests/data/paper_logs."""
+itself, online API faked), and the paper's JSON logs shipped in tests/data/paper_logs; gradient norms
+(Run.grad_norms) and the LRs of reactive schedules (Run.multipliers).
+
+    python -m pytest -q tests/test_analysis_runs.py -p no:cacheprovider
+"""
 import json
 import sys
 import types
@@ -9,8 +13,10 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
+import schedules
 from analysis.runs import load, load_many
 from schedules import WSD, Constant, CosinePaper
+from training.rundir import GRAD_NORM_DTYPE, GRAD_NORMS_FILE
 
 PAPER = Path(__file__).parent / "data" / "paper_logs"
 PEAK = 3e-3
@@ -220,3 +226,72 @@ def test_logged_non_finite_losses_are_kept_as_inf(tmp_path):
     m = load(write_run(tmp_path / "run", SCHEDULE, lines)).metrics.set_index("step")
     assert m.loc[20, "train/loss"] == np.inf and m.loc[30, "val/loss"] == np.inf
     assert np.isnan(m.loc[10, "val/loss"]) and np.isnan(m.loc[30, "train/loss"])
+
+
+def write_grad_norms(run_dir: Path, steps, l2, l1) -> None:
+    """grad_norms.bin in the trainer's format (training.rundir.GRAD_NORM_DTYPE, raw little-endian records)."""
+    records = np.zeros(len(steps), dtype=GRAD_NORM_DTYPE)
+    records["step"], records["l2"], records["l1"] = steps, l2, l1
+    records.tofile(run_dir / GRAD_NORMS_FILE)
+
+
+def test_grad_norms_of_run_directories(tmp_path):
+    """grad_norms.bin: every update's l2 and l1, a branch's stitched onto its parent's at the branch step;
+    without it, the logged grad_norm (l2 of the last update of each log event)."""
+    constant = {"_target_": "schedules.Constant", "total_steps": 100, "warmup_steps": 10, "warmup_start": 0.0}
+    parent_sched = Constant(total_steps=100, warmup_steps=10)
+    parent = write_run(tmp_path / "parent", constant, [train_event(k, 4.0, parent_sched) for k in range(10, 101, 10)])
+    steps = np.arange(1, 101)
+    write_grad_norms(parent, steps, l2=1.0 / steps, l1=10.0 / steps)
+    child = write_run(tmp_path / "child", SCHEDULE, [train_event(k, 3.0, WSD(100, 10, cooldown_fraction=0.2))
+                                                     for k in (90, 100)],
+                      lineage={"parent_run": str(parent), "branch_step": 80})
+    write_grad_norms(child, steps[80:], l2=np.full(20, 7.0), l1=np.full(20, 70.0))
+    norms = load(child).grad_norms
+    assert list(norms.columns) == ["step", "l2", "l1"] and norms["step"].tolist() == list(range(1, 101))
+    np.testing.assert_allclose(norms["l2"], np.r_[1.0 / steps[:80], np.full(20, 7.0)], rtol=1e-7)   # float32 on disk
+    np.testing.assert_allclose(norms["l1"], np.r_[10.0 / steps[:80], np.full(20, 70.0)], rtol=1e-7)
+    assert norms["l2"].dtype == np.float64 and "grad_norms.bin" in norms.attrs["origin"]
+    # A parent without grad_norms.bin: the branch's own records only.
+    (parent / GRAD_NORMS_FILE).unlink()
+    assert load(child).grad_norms["step"].tolist() == list(range(81, 101))
+    # No grad_norms.bin at all: the metrics' grad_norm (train_event logs 1/step), l1 unknown.
+    fallback = load(parent).grad_norms
+    assert fallback["step"].tolist() == list(range(10, 101, 10))
+    np.testing.assert_allclose(fallback["l2"], 1.0 / np.arange(10, 101, 10))
+    assert fallback["l1"].isna().all() and "metrics" in fallback.attrs["origin"]
+
+
+def test_paper_log_grad_norms(tmp_path):
+    """The published logs have no grad_norm column: no norms. A log with one gives it as l2 by step."""
+    assert load(paper_file("stable-124m_*_lr0.001_*.json")).grad_norms.empty
+    flags = {"iterations": 1000, "warmup_steps": 100, "scheduler": "wsd", "wsd_fract_decay": 0.2, "lr": 1e-3}
+    iters = [600, 800, 1000, 200, 400, 600]     # a resumed export: the newest segment first
+    log = {"name": "toy", "config": flags, "history": {"train": {
+        "iter": iters, "train_loss": [3.0] * 6, "train_lr": [1e-3] * 6, "grad_norm": [6.0, 8.0, 10.0, 2.0, 4.0, 9.9]}}}
+    (tmp_path / "toy.json").write_text(json.dumps(log))
+    norms = load(tmp_path / "toy.json").grad_norms
+    assert norms["step"].tolist() == [200, 400, 600, 800, 1000]
+    assert norms["l2"].tolist() == [2.0, 4.0, 6.0, 8.0, 10.0] and norms["l1"].isna().all()
+
+
+def test_reactive_schedule_lrs_come_from_the_log(tmp_path, monkeypatch):
+    """A schedule with `reactive = True` is never asked for its LRs: update u (0-based) takes the lr
+    logged at the first logged step >= u + 1 (the LR changes after the validations at steps 40 and 70)."""
+    class Plateau(schedules.Schedule):
+        reactive = True
+
+        def _shape(self, steps):
+            raise AssertionError("the LRs of a reactive schedule are not computed from its config")
+
+    monkeypatch.setattr(schedules, "Plateau", Plateau, raising=False)
+    config = {"_target_": "schedules.Plateau", "total_steps": 100, "warmup_steps": 0, "warmup_start": 0.0}
+    expected = np.repeat([1.0, 0.1, 0.01], [40, 30, 30])
+    lines = [{"step": k, "train/loss": 3.0, "lr": PEAK * expected[k - 1]} for k in range(10, 101, 10)]
+    run = load(write_run(tmp_path / "run", config, lines + [{"step": 40, "val/loss": 3.1}]))
+    assert run.reactive and not load(paper_file("stable-124m_*_lr0.001_*.json")).reactive
+    np.testing.assert_allclose(run.multipliers(), expected, rtol=1e-15)
+    np.testing.assert_allclose(run.lr(), PEAK * expected, rtol=1e-15)
+    unlogged = load(write_run(tmp_path / "no_lr", config, [{"step": 10, "train/loss": 3.0}]))
+    with pytest.raises(ValueError, match="reactive schedule .schedules.Plateau. but logged no lr"):
+        unlogged.multipliers()
