@@ -5,9 +5,12 @@
     python train.py schedule=cosine optimizer.lr=3e-3 trainer.max_steps=2000
     python train.py -m optimizer.lr=1e-3,3e-3 schedule=constant,wsd     # a sweep, one dir per job
     python train.py trainer.init_from=<run>/checkpoints/step_0000200 schedule=wsd trainer.max_steps=800
+    torchrun --standalone --nproc_per_node=8 train.py experiment=paper_124m trainer.parallel=fsdp
 
-Reads top to bottom: compose the config (Hydra) -> check it -> instantiate the parts -> resume or
-branch from a checkpoint -> the loop (training.loop.fit) -> final evaluation. The run directory
+Reads top to bottom: compose the config (Hydra) -> check it -> build the parts -> prepare the model
+for the device and the process group (training/parallelize.py) -> resume or branch from a checkpoint
+-> the loop (training.loop.fit) -> final evaluation. Under torchrun / accelerate launch every process
+runs this file; rank 0 alone writes the run directory (training/distributed.py). The run directory
 (Hydra's output dir) receives config.yaml, metrics.jsonl, loss.png and checkpoints/. Rerunning the
 same command there resumes (or, finished, just reports); a second trainer there at the same time, or
 a resume with a changed model/data/optimizer/seed/schedule, fails before anything is written
