@@ -5,7 +5,7 @@
     python train.py schedule=cosine optimizer.lr=3e-3 trainer.max_steps=2000
     python train.py -m optimizer.lr=1e-3,3e-3 schedule=constant,wsd     # a sweep, one dir per job
     python train.py trainer.init_from=<run>/checkpoints/step_0000200 schedule=wsd trainer.max_steps=800
-    torchrun --standalone --nproc_per_node=8 train.py experiment=paper_124m trainer.parallel=fsdp
+    torchrun --standalone --nproc_per_node=4 train.py experiment=paper_124m trainer.parallel=fsdp  # 200 = 50 x 4
 
 Reads top to bottom: compose the config (Hydra) -> check it -> build the parts -> prepare the model
 for the device and the process group (training/parallelize.py) -> resume or branch from a checkpoint
