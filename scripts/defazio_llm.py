@@ -1,0 +1,89 @@
+"""Defazio et al.'s LLM case over a small peak-LR grid: linear decay vs the schedule refined from its own
+gradient norms, on the tiny Llama and the embedded data (CPU), each schedule's LR tuned on the grid.
+
+    python -m scripts.defazio_llm                                   # 300 steps, LRs 1e-3 3e-3 1e-2, seed 1337
+    python -m scripts.defazio_llm --steps 300 --lrs 3e-3 --seeds 1337 1338 --out outputs/defazio_llm
+
+For every (peak LR, seed) the pair of runs of scripts/schedule_benchmark/llm.py run_llm (its setup:
+experiment=transfer_demo's 2-layer d=64 model, no warmup, AdamW): schedule=linear, then
+schedule=from_array with the multipliers analysis.refine.refine_schedule derives from that run's
+per-update l1 norms (grad_norms.bin; optimizer="adam"), at the same peak LR. Defazio et al. tune the
+peak LR of each schedule, so the table gives every LR and each schedule's best; the refined schedules'
+shapes (where their peak falls: a warmup that emerged from large early norms) are printed and plotted.
+Writes <out>/defazio_llm.csv/.json (one row per run) and <out>/refined_shapes.png/.pdf; run directories
+<out>/seed<S>/lr<LR>/llm/{linear,refined} (a finished run is reported, not retrained).
+--threads: torch's intra-op threads (default 1: on a shared 2-core machine more threads than free
+cores slow a tiny model down by an order of magnitude).
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from schedules import Linear
+from scripts.schedule_benchmark.report import markdown, plot_shapes, write_table
+
+
+def run_grid(out: Path, steps: int, lrs: list[float], seeds: list[int]) -> tuple[pd.DataFrame, dict]:
+    """One linear + refined pair per (LR, seed); rows of run_llm plus lr, seed and the refined shape's peak."""
+    from scripts.schedule_benchmark.llm import run_llm   # imports the trainer: only when runs are asked for
+
+    rows, shapes = [], {}
+    for seed in seeds:
+        for lr in lrs:
+            table, shape = run_llm(out / f"seed{seed}" / f"lr{lr:g}", steps=steps, lr=lr, extra=[f"seed={seed}"])
+            table["seed"] = seed
+            table["refined_peak_at"] = float(np.argmax(shape) / steps)   # fraction of the run
+            rows.append(table)
+            shapes[f"refined from linear at lr {lr:g}, seed {seed}"] = shape
+            print(f"lr {lr:g} seed {seed}: " + ", ".join(
+                f"{r.schedule} {r.final_val_loss:.4f} ({r.wall_s:.0f} s)" for r in table.itertuples()), flush=True)
+    return pd.concat(rows, ignore_index=True), shapes
+
+
+def summarize(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(final val loss by LR x schedule, mean over seeds with their spread; each schedule's best LR)."""
+    by_lr = runs.groupby(["lr", "schedule"])["final_val_loss"].agg(["mean", "std", "count"]).unstack("schedule")
+    means = runs.groupby(["schedule", "lr"])["final_val_loss"].mean().reset_index()
+    best = means.loc[means.groupby("schedule")["final_val_loss"].idxmin()].set_index("schedule")
+    return by_lr, best
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=300, help="updates per run (both schedules; >= 10)")
+    parser.add_argument("--lrs", type=float, nargs="+", default=[1e-3, 3e-3, 1e-2], help="peak-LR grid")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1337], help="model/data seeds (config `seed`)")
+    parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
+    parser.add_argument("--out", type=Path, default=Path("outputs/defazio_llm"), help="output directory")
+    args = parser.parse_args(argv)
+    if any(lr <= 0 for lr in args.lrs):
+        parser.error(f"--lrs {args.lrs}: every peak LR must be > 0, e.g. --lrs 1e-3 3e-3 1e-2")
+    torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    runs, shapes = run_grid(args.out, args.steps, args.lrs, args.seeds)
+    by_lr, best = summarize(runs)
+    write_table(runs, args.out, "defazio_llm")
+    shapes = {"linear decay": Linear(total_steps=args.steps).multipliers()} | shapes   # the runs' schedule=linear, W = 0
+    plot_shapes(shapes, args.out / "refined_shapes", f"tiny Llama, {args.steps} steps: refined from l1 norms")
+    print(f"\nfinal validation loss (full split), {args.steps} steps, mean over seeds {args.seeds}:")
+    print(markdown(by_lr["mean"].reset_index()))
+    if len(args.seeds) > 1:
+        print("standard deviation over seeds:")
+        print(markdown(by_lr["std"].reset_index()))
+    print("best peak LR per schedule:")
+    print(markdown(best.reset_index()))
+    gain = best.loc["linear", "final_val_loss"] - best.loc["refined", "final_val_loss"]
+    print(f"refined - linear at their best LRs: {-gain:+.4f} ({'refined' if gain > 0 else 'linear'} lower); "
+          f"refined peaks at {runs['refined_peak_at'].min():.2f}-{runs['refined_peak_at'].max():.2f} of the run; "
+          f"total {time.perf_counter() - start:.0f} s; table {args.out / 'defazio_llm.csv'}")
+    return runs
+
+
+if __name__ == "__main__":
+    main()
