@@ -6,7 +6,7 @@
     python -m analysis refine outputs/runs/<run> [--optimizer adam|sgd] [--steps T] [--norm l1|l2]
                               [--filter-width F] [--out FILE.npy]
 
-The refinement (docs/theory.md; THEORY.md section 4) turns a per-update norm sequence n_1..n_L into a
+The refinement (Defazio et al., "When, why and how much?", 2023) turns a per-update norm sequence n_1..n_L into a
 shape: clean it (drop non-finite values, then the first and last `trim`), resample it to `grid` points
 by linear interpolation, smooth it with a median filter, weight w_t = n_t^-2 (SGD: the l2 norm) or
 n_t^-1 (Adam: the l1 norm), and set s_t = w_t * sum_{p>t} w_p, normalized to peak 1 and resampled to
@@ -24,6 +24,7 @@ has no usable norms. Tested by tests/test_refine.py.
 """
 from __future__ import annotations
 
+import argparse
 import shlex
 from pathlib import Path
 
@@ -124,7 +125,8 @@ def refine_schedule(norms, steps: int, optimizer: str = "adam", filter_width: fl
 def add_parser(commands) -> None:
     """The `refine` subcommand on the parser of analysis/cli.py."""
     p = commands.add_parser("refine", help="a schedule refined from a run's gradient norms (Defazio et al.)",
-                            description=__doc__.split("\n\n")[2])
+                            description="\n\n".join(__doc__.split("\n\n")[3:]),
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", metavar="RUN", help="the source run: a run directory or a paper-log .json")
     p.add_argument("--optimizer", choices=list(WEIGHT_POWER), default="adam",
                    help="adam: w = 1/n with l1 norms (default); sgd: w = 1/n^2 with l2 norms")
@@ -142,8 +144,9 @@ def _norm_column(run, wanted: str) -> str:
     usable = [c for c in ("l1", "l2") if np.isfinite(table[c].to_numpy(np.float64)).sum() >= 2]
     if not usable:
         raise SystemExit(f"refine: {run.source} has no usable gradient norms (found {len(table)} records; a "
-                         "refinement needs a norm per update): train with trainer.log_grad_norms=true (grad_norms.bin), "
-                         "or give a run or log with a grad_norm column (none of the paper's published logs has one)")
+                         "refinement needs a norm per update): train with trainer.log_grad_norms=true "
+                         "(grad_norms.bin), or give a run or log with a grad_norm column (none of the paper's "
+                         "published logs has one)")
     if wanted not in usable:
         note(f"{run.name} has no {wanted} norms; using {usable[0]} instead ({table.attrs.get('origin', '')})")
         return usable[0]
@@ -195,7 +198,8 @@ def cmd_refine(args) -> np.ndarray:
     column = _norm_column(run, args.norm or DEFAULT_NORM[args.optimizer])
     table = run.grad_norms
     if column != DEFAULT_NORM[args.optimizer]:
-        note(f"--optimizer {args.optimizer} is derived for {DEFAULT_NORM[args.optimizer]} norms; refining from {column}")
+        note(f"--optimizer {args.optimizer} is derived for {DEFAULT_NORM[args.optimizer]} norms; "
+             f"refining from {column}")
     finite = np.isfinite(table[column].to_numpy(np.float64))
     steps, values = table["step"].to_numpy()[finite], table[column].to_numpy(np.float64)[finite]
     T = args.steps if args.steps is not None else (run.total_steps if run.schedule_config else None)
@@ -217,7 +221,8 @@ def cmd_refine(args) -> np.ndarray:
     with atomic_path(out) as tmp, open(tmp, "wb") as f:    # a file object: np.save adds no suffix
         np.save(f, shape)
     peak = int(np.argmax(shape))
-    say(f"refined ({args.optimizer}, w = n^-{WEIGHT_POWER[args.optimizer]:g}, filter {args.filter_width:g} of the run): "
+    say(f"refined ({args.optimizer}, w = n^-{WEIGHT_POWER[args.optimizer]:g}, "
+        f"filter {args.filter_width:g} of the run): "
         f"peak at step {peak:,} of {T:,} ({peak / T:.3f} T), multiplier {shape[T // 2]:.3f} at T/2 "
         f"(linear decay: 0.5), written to {out}")
     overrides = ["schedule=from_array", f"schedule.source={shlex.quote(str(out.resolve()))}",
