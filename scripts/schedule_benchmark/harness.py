@@ -68,9 +68,17 @@ class RunResult:
 
 
 @lru_cache(maxsize=None)
+def _composed(overrides: tuple[str, ...]):
+    return compose([*overrides, "trainer.warmup_steps=0"])
+
+
+@lru_cache(maxsize=None)
 def schedule_config(overrides: tuple[str, ...], steps: int) -> dict:
-    """The resolved schedule node of the trainer's config for these overrides and horizon."""
-    cfg = compose([*overrides, f"trainer.max_steps={steps}", "trainer.warmup_steps=0"])
+    """The resolved schedule node of the trainer's config for these overrides and horizon. Composed once
+    per overrides (a compose costs ~0.1-0.4 s); the horizon is then set on trainer.max_steps, which the
+    schedule reads by interpolation, exactly as the `trainer.max_steps=T` override would."""
+    cfg = _composed(overrides).copy()
+    cfg.trainer.max_steps = steps
     return OmegaConf.to_container(cfg.schedule, resolve=True)
 
 
