@@ -38,7 +38,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--problems", nargs="+", default=None, help=f"any of {', '.join(PROBLEMS)} (default: all)")
     ap.add_argument("--optimizers", nargs="+", default=list(OPTIMIZER_CONFIGS), help="sgd and/or adamw")
     ap.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per grid point (default 3)")
-    ap.add_argument("--lrs", type=float, nargs="+", default=None, help="peak LRs for every problem (default: per problem)")
+    ap.add_argument("--lrs", type=float, nargs="+", default=None,
+                    help="peak LRs for every problem (default: per problem)")
     ap.add_argument("--steps", type=int, default=None, help="horizon T (default: defazio 500, chen 400)")
     ap.add_argument("--out", type=Path, default=None, help="output folder (default outputs/schedule_benchmark/<study>)")
     ap.add_argument("--smoke", action="store_true", help="a seconds-long version (tests)")
