@@ -169,9 +169,10 @@ def main(argv=None) -> list[dict]:
     rows = scaling_table([Measurement(p, w, statistics.median(v)) for (p, w), v in runs.items()])
     for row in rows:
         row["runs_tok_per_s"] = runs[(row["parallel"], row["world_size"])]
+    repeats = f", median of {args.repeats} launches" if args.repeats > 1 else ""
     print_table(rows, f"{args.scaling} scaling: {args.model}, {args.device}, micro-batch {args.micro_batch} x "
                       f"{args.seq_len} tokens per process, {args.threads} thread(s) per process, median of "
-                      f"steps {args.warmup + 1}..{args.steps}" + (f", median of {args.repeats} runs" * (args.repeats > 1)))
+                      f"steps {args.warmup + 1}..{args.steps}{repeats}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows},
