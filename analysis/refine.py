@@ -202,18 +202,24 @@ def cmd_refine(args) -> np.ndarray:
              f"refining from {column}")
     finite = np.isfinite(table[column].to_numpy(np.float64))
     steps, values = table["step"].to_numpy()[finite], table[column].to_numpy(np.float64)[finite]
-    T = args.steps if args.steps is not None else (run.total_steps if run.schedule_config else None)
-    if T is None:
-        raise SystemExit(f"refine: {run.source} records no horizon; give --steps")
-    try:
-        shape = refine_schedule(values, T, args.optimizer, args.filter_width)
-        smoothed = smooth_norms(values, args.filter_width)
-    except ValueError as error:
-        raise SystemExit(f"refine: {run.source}: {error}") from None
     gaps = np.diff(steps)
     say(f"source: {run.name}: {len(values):,} {column} norms over steps {steps[0]:,}-{steps[-1]:,}"
         + ("" if gaps.max(initial=1) == 1 else f" (every {int(np.median(gaps))} steps: interpolated between)")
         + f"; {table.attrs.get('origin', '')}")
+    even = values                                  # the refinement takes equally spaced norms: put them so
+    if gaps.size and gaps.min() != gaps.max():
+        even = np.interp(np.arange(steps[0], steps[-1] + 1, int(np.median(gaps))), steps, values)
+    if run.schedule_config and steps[-1] - steps[0] < 0.9 * run.total_steps:
+        note(f"the norms cover steps {steps[0]:,}-{steps[-1]:,} of the source's {run.total_steps:,}: the refined "
+             "schedule stretches them over the whole new run")
+    T = args.steps if args.steps is not None else (run.total_steps if run.schedule_config else None)
+    if T is None:
+        raise SystemExit(f"refine: {run.source} records no horizon; give --steps")
+    try:
+        shape = refine_schedule(even, T, args.optimizer, args.filter_width)
+        smoothed = smooth_norms(even, args.filter_width)
+    except ValueError as error:
+        raise SystemExit(f"refine: {run.source}: {error}") from None
     out = Path(args.out or f"outputs/refined/{run.name}_T{T}.npy")
     if out.suffix != ".npy":
         raise SystemExit(f"refine: --out {out} must end in .npy (schedules.FromArray reads .npy and .csv)")

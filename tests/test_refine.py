@@ -166,9 +166,12 @@ def test_cli_on_a_run_directory(tmp_path, capsys):
 
 
 def test_cli_falls_back_to_the_logged_grad_norm(tmp_path, capsys):
-    """No grad_norms.bin: the metrics' grad_norm (l2 every 10 steps) is used, and the output says so."""
+    """No grad_norms.bin: the metrics' grad_norm (l2 every 10 steps) is used, and the output says so;
+    unequally spaced norms are first interpolated onto the most common spacing (step 295 falls off it)."""
     t = np.arange(1, 301)
     run = write_run(tmp_path / "src", l1=t, l2=5 * t ** -0.5, with_bin=False)
+    with open(run / "metrics.jsonl", "a") as f:       # an event off the 10-step grid (a checkpoint step)
+        f.write(json.dumps({"step": 295, "grad_norm": 0.01}) + "\n")
     main(["refine", str(run), "--out", str(tmp_path / "r.npy")])      # adam wants l1
     printed = capsys.readouterr().out
     assert "has no l1 norms; using l2 instead" in printed and "every 10 steps" in printed
