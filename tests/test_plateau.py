@@ -146,3 +146,79 @@ def test_config_instantiates_through_compose():
     assert type(s) is StepOnPlateau and (s.total_steps, s.warmup_steps, s.patience) == (300, 30, 4)
     assert (s.factor, s.threshold, s.cooldown, s.min_multiplier) == (0.1, 1e-4, 0, 0.0)
     assert s(15) == 0.5 and s(299) == 1.0
+
+
+# ---------------------------------------------------------------- the trainer: observe, checkpoint, resume
+# Evaluations every 3 updates (steps 3, 6, ..., 18); threshold 0.5 asks each one to halve the best loss,
+# which a 20-step run never does, so every evaluation after the first is a plateau and patience 1 cuts at
+# steps 9 and 15; the step-10 checkpoint sits between the two cuts. One small validation batch: the
+# evaluations, not the updates, are most of a tiny run's time.
+PLATEAU_RUN = ["schedule=plateau", "schedule.patience=1", "schedule.threshold=0.5", "trainer.warmup_steps=2",
+               "trainer.eval_interval=3", "trainer.eval_batches=1", "trainer.eval_batch_size=32"]
+
+
+@pytest.fixture(scope="module")
+def plateau_run(tmp_path_factory):
+    from tests.conftest import TINY
+    from train import train
+
+    cfg = compose(TINY + PLATEAU_RUN)
+    run_dir = tmp_path_factory.mktemp("plateau")
+    train(cfg, run_dir)
+    return cfg, run_dir
+
+
+@pytest.mark.slow
+def test_trainer_cuts_the_logged_lr_after_a_plateau(plateau_run):
+    """The logged LRs against torch's ReduceLROnPlateau fed the run's own periodic validation losses."""
+    from training.rundir import read_metrics
+
+    cfg, run_dir = plateau_run
+    events = read_metrics(run_dir)
+    observed = [(e["step"], e["val/loss"]) for e in events if "val/loss" in e and 0 < e["step"] < 20]
+    assert [s for s, _ in observed] == [3, 6, 9, 12, 15, 18]
+    after = dict(zip([s for s, _ in observed], torch_multipliers([v for _, v in observed], 0.1, 1, 0.5, 0, 0.0)))
+    peak = cfg.optimizer.lr
+    for e in (e for e in events if "lr" in e):
+        update = e["step"] - 1                       # the event at step k carries update k-1's LR
+        level = next((after[s] for s in sorted(after, reverse=True) if s <= update), 1.0)
+        ramp = update / 2 if update < 2 else 1.0     # warmup over 2 updates from 0
+        assert e["lr"] == pytest.approx(peak * ramp * level, rel=1e-12), e
+    logged = {e["step"]: e["lr"] for e in events if "lr" in e}
+    assert logged[9] == peak and logged[10] == pytest.approx(0.1 * peak) and logged[16] == pytest.approx(0.01 * peak)
+
+
+@pytest.mark.slow
+def test_resume_continues_with_the_checkpointed_plateau_state(plateau_run, tmp_path, monkeypatch):
+    """Crash inside step 13, resume from the step-10 checkpoint: the level 0.1 and the evaluation count
+    come back from the checkpoint, so the cut at step 15 happens as in the uninterrupted run (a fresh
+    schedule would train updates 10-14 at the peak and cut only at step 18)."""
+    from data.loader import BatchLoader
+    from tests.conftest import TINY
+    from train import train
+    from training import checkpoint
+    from training.rundir import read_metrics
+
+    cfg, ref_dir = plateau_run
+    state = checkpoint.load(ref_dir / "checkpoints" / "step_0000010")
+    assert state["schedule"]["cuts"] == [[9, pytest.approx(0.1)]] and state["schedule"]["last_step"] == 9
+    original, calls = BatchLoader.next_batch, {"n": 0}
+
+    def crashing(self):
+        calls["n"] += 1
+        if calls["n"] > 2 * 12:  # 2 micro-batches per update: crash inside update 13, after the step-10 save
+            raise KeyboardInterrupt("simulated crash")
+        return original(self)
+
+    monkeypatch.setattr(BatchLoader, "next_batch", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        train(compose(TINY + PLATEAU_RUN), tmp_path)
+    monkeypatch.setattr(BatchLoader, "next_batch", original)
+    assert checkpoint.latest_checkpoint(tmp_path).name == "step_0000010"
+    train(compose(TINY + PLATEAU_RUN), tmp_path)   # trainer.resume=auto
+
+    def lrs_and_losses(run_dir):
+        return [(e["step"], e.get("lr"), e.get("val/loss")) for e in read_metrics(run_dir)
+                if "lr" in e or "val/loss" in e]
+
+    assert lrs_and_losses(tmp_path) == lrs_and_losses(ref_dir)
