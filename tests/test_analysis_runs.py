@@ -292,6 +292,13 @@ def test_reactive_schedule_lrs_come_from_the_log(tmp_path, monkeypatch):
     assert run.reactive and not load(paper_file("stable-124m_*_lr0.001_*.json")).reactive
     np.testing.assert_allclose(run.multipliers(), expected, rtol=1e-15)
     np.testing.assert_allclose(run.lr(), PEAK * expected, rtol=1e-15)
+    # The project's own reactive schedule refuses to compute its LRs for an array of steps.
+    plateau = {**config, "_target_": "schedules.StepOnPlateau", "factor": 0.1, "patience": 2}
+    run = load(write_run(tmp_path / "plateau", plateau, lines))
+    with pytest.raises(ValueError, match="is reactive"):
+        run.schedule().multipliers()
+    assert run.reactive
+    np.testing.assert_allclose(run.multipliers(), expected, rtol=1e-15)
     unlogged = load(write_run(tmp_path / "no_lr", config, [{"step": 10, "train/loss": 3.0}]))
     with pytest.raises(ValueError, match="reactive schedule .schedules.Plateau. but logged no lr"):
         unlogged.multipliers()
