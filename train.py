@@ -63,6 +63,8 @@ def train(cfg: DictConfig, run_dir: str | Path, sweep_dir: str | None = None) ->
     """Train as `cfg` says, writing everything into `run_dir`. Returns fit()'s summary. Under torchrun /
     accelerate launch every process calls it; they join one process group for the run."""
     world = World.from_env()
+    if not world.main:  # one rank speaks: the others log warnings and errors only
+        logging.getLogger().setLevel(logging.WARNING)
     # 1. Everything a user can get wrong is checked before any model is built.
     check_config(cfg, world)
     schedule = build(cfg.schedule, "schedule")
@@ -75,8 +77,6 @@ def train(cfg: DictConfig, run_dir: str | Path, sweep_dir: str | None = None) ->
 
     with process_group(world, device):
         run_dir = shared_run_dir(run_dir, world)  # ranks may have resolved ${now:} a second apart
-        if not world.main:  # one rank speaks: the others log warnings and errors only
-            logging.getLogger().setLevel(logging.WARNING)
         # One trainer per run directory (rank 0 holds the lock; it dies with its process, even by SIGKILL).
         with run_dir_lock(run_dir):
             return _start_and_fit(cfg, run_dir, schedule, data, device, world, sweep_dir)

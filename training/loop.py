@@ -25,7 +25,7 @@ from omegaconf import DictConfig
 
 from data.loader import BatchLoader, eval_batches
 from training import checkpoint, preemption
-from training.distributed import World, all_reduce_sum, any_rank
+from training.distributed import World, all_reduce_sum, any_rank, barrier
 from training.metrics import MetricsLogger, mfu, peak_flops, plot_loss_curve
 from training.nonfinite import NonFiniteGuard
 from training.optim import set_lr
@@ -185,8 +185,10 @@ def fit(cfg: DictConfig, run_dir: Path, prepared: Prepared, optimizer, schedule,
             # SIGTERM / SIGUSR1 (to any rank): every rank stops after this step, rank 0 checkpoints it.
             if step < t.max_steps and any_rank(stop.requested, device, world):
                 progress.close()
-                saved = checkpoint.checkpoint_dir(run_dir, step) if checkpoint_due else save()
-                stop.exit(saved or checkpoint.checkpoint_dir(run_dir, step))
+                if not checkpoint_due:
+                    save()
+                barrier(world)  # no rank exits (and makes the launcher tear the group down) before the save
+                stop.exit(checkpoint.checkpoint_dir(run_dir, step), peers=world.size > 1)
 
     if t.eval_interval:
         logger.log({"step": step, "tokens": tokens, "val/loss": validate(val_batches)})

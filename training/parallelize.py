@@ -21,6 +21,7 @@ its graph at the bucket boundaries), each block before sharding for fsdp.
 from __future__ import annotations
 
 import contextlib
+import inspect
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -115,8 +116,11 @@ def parallelize(model: torch.nn.Module, t: DictConfig, device: torch.device, wor
     wrapped = model
     sync = lambda enabled: contextlib.nullcontext()  # noqa: E731  (one process: nothing to sync)
     if parallel == "ddp":
+        # RoPE tables are constants: no buffer sync per forward (torch >= 2.13 names it forward_sync_buffers)
+        sync_key = "forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(
+            DistributedDataParallel).parameters else "broadcast_buffers"
         wrapped = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
-                                          broadcast_buffers=False)
+                                          **{sync_key: False})
         sync = lambda enabled: contextlib.nullcontext() if enabled else wrapped.no_sync()  # noqa: E731
     elif parallel == "fsdp":
         for block in model.layers:

@@ -80,13 +80,16 @@ class StopOnSignal:
             signal.signal(number, previous if previous is not None else signal.SIG_DFL)
         self._previous.clear()
 
-    def exit(self, checkpoint) -> None:
+    def exit(self, checkpoint, peers: bool = False) -> None:
         """After the checkpoint is written: pass the signal on to the handler that was installed before
-        ours (submitit's requeues the job and exits), else exit with REQUEUE_EXIT_CODE."""
+        ours (submitit's requeues the job and exits), else exit with REQUEUE_EXIT_CODE. `peers`: one rank
+        of several, which all stop at this step (the launcher may SIGTERM the ranks still exiting: ignored)."""
         previous = self._previous.get(self.signum)
         self.restore()
-        log.warning("Stopped by %s after writing %s; rerun the same command to resume (exit code %d).",
-                    self.name, checkpoint, REQUEUE_EXIT_CODE)
+        if peers:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the checkpoint is written; just finish exiting
+        log.warning("Stopped by %s; checkpoint %s; rerun the same command to resume (exit code %d).",
+                    self.name or "a signal to another rank", checkpoint, REQUEUE_EXIT_CODE)
         if callable(previous):  # a Python handler (submitit's); SIG_DFL / SIG_IGN are ints
             previous(self.signum, None)
         raise SystemExit(REQUEUE_EXIT_CODE)
