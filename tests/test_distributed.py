@@ -6,7 +6,7 @@ run resumes exactly; the ranks share one run directory; a global batch that does
 
 Every run is the real trainer launched in a subprocess (`python train.py` for one process,
 `python -m torch.distributed.run --standalone --nproc_per_node=2 train.py` for two), shared by the
-tests through module fixtures: 9 launches of a 30-step tiny model, 90 s on 2 cores.
+tests through module fixtures: 10 launches of a 30-step tiny model (one by `accelerate launch`), ~100 s on 2 cores.
 If torchrun or gloo is missing these tests fail; they are not skipped.
 
 Tolerances (RTOL below). Two ranks and one process see the same 16 sequences per update
@@ -34,6 +34,7 @@ Within one world size (kill and resume) nothing is reordered and the curves are 
 from __future__ import annotations
 
 import signal
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -41,7 +42,7 @@ from types import SimpleNamespace
 import pytest
 
 from scripts.bench_scaling import Measurement, overrides_for, scaling_table
-from tests.dist_helpers import (curve_mismatches, events, finish, run, signal_workers, start, state_mismatches,
+from tests.dist_helpers import (TRAIN, curve_mismatches, events, finish, run, signal_workers, start, state_mismatches,
                                 trainer_command, wait_for_step)
 from training import checkpoint, preemption
 from training.rundir import checkpoint_dir
@@ -232,3 +233,21 @@ def test_the_benchmark_grows_the_global_batch_only_for_weak_scaling(tmp_path):
     assert [batch_sizes("strong", w) for w in (1, 2, 3)] == [(24, 4), (24, 4), (24, 4)]
     with pytest.raises(ValueError, match="--global-batch 24 does not split into micro-batches of 4 over 4"):
         batch_sizes("strong", 4)
+
+
+@pytest.mark.slow
+def test_accelerate_launch_runs_the_same_ddp_job(ddp, tmp_path):
+    """`accelerate launch` (what requirements.txt keeps accelerate for) starts the same two gloo ranks
+    as torchrun: the same world size and engine, so the very same curve, compared exactly."""
+    import socket
+
+    with socket.socket() as s:  # a free rendezvous port: parallel test sessions must not collide
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               "--main_process_port", str(port), str(TRAIN), *DDP, f"hydra.run.dir={tmp_path / 'run'}"]
+    status, output = run(command, tmp_path / "launch.log", cwd=tmp_path)
+    assert status == 0, output[-4000:]
+    assert "x 2 processes (ddp)" in output
+    assert events(tmp_path / "run") == events(ddp.run_dir)
