@@ -1,7 +1,7 @@
 """Defazio et al.'s LLM case over a small peak-LR grid: linear decay vs the schedule refined from its own
 gradient norms, on the tiny Llama and the embedded data (CPU), each schedule's LR tuned on the grid.
 
-    python -m scripts.defazio_llm                                   # 300 steps, LRs 1e-3 3e-3 1e-2, seed 1337
+    python -m scripts.defazio_llm                                   # 300 steps, LRs 1e-3 3e-3 1e-2 3e-2, seed 1337
     python -m scripts.defazio_llm --steps 300 --lrs 3e-3 --seeds 1337 1338 --out outputs/defazio_llm
 
 For every (peak LR, seed) the pair of runs of scripts/schedule_benchmark/llm.py run_llm (its setup:
@@ -57,7 +57,7 @@ def summarize(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=300, help="updates per run (both schedules; >= 10)")
-    parser.add_argument("--lrs", type=float, nargs="+", default=[1e-3, 3e-3, 1e-2], help="peak-LR grid")
+    parser.add_argument("--lrs", type=float, nargs="+", default=[1e-3, 3e-3, 1e-2, 3e-2], help="peak-LR grid")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1337], help="model/data seeds (config `seed`)")
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1)")
     parser.add_argument("--out", type=Path, default=Path("outputs/defazio_llm"), help="output directory")
