@@ -32,8 +32,8 @@ Why the max norm, and what it merges (the default tolerance 0.01):
   LRs 1e-4 .. 5e-3, final fractions 1e-3 .. 2e-5) have optimal peak LRs gamma* (analysis.bound)
   within 0.03% of each other. tolerance=0 groups only identical arrays (above the floor): each
   cos-zero run alone.
-Different horizons are always different groups (arrays of different lengths).
-"""
+Different horizons are always different groups (arrays of different lengths); a reactive schedule
+(step decay on plateau), whose LRs follow its run, groups only with identical configs."""
 from __future__ import annotations
 
 import inspect
@@ -57,9 +57,7 @@ class RunGroup:
     by: dict = field(default_factory=dict)     # the values of group_runs' `by` keys its runs share
 
 
-# ---------------------------------------------------------------------------------------------------
-# Shapes.
-# ---------------------------------------------------------------------------------------------------
+# Shapes ------------------------------------------------------------------------------------------
 def _check_config(config, what="schedule config", built=True) -> dict:
     """The config as a dict with a whole total_steps; built: also one build_schedule accepts (describe
     only reads a config, so it also takes a class outside `schedules`)."""
@@ -79,8 +77,11 @@ def _check_config(config, what="schedule config", built=True) -> dict:
     return config
 
 
-def _multipliers(config: dict, what="schedule config") -> np.ndarray:
-    return build_schedule(config, what).multipliers()     # only a schedules class, plain arguments
+def _multipliers(config: dict, what="schedule config") -> np.ndarray | str:
+    schedule = build_schedule(config, what)     # only a schedules class, plain arguments
+    if getattr(schedule, "reactive", False):    # its LRs follow the run's val loss: equal configs, one group
+        return json.dumps(config, sort_keys=True, default=str)
+    return schedule.multipliers()
 
 
 def _check_tolerances(tolerance, ignore_below):
@@ -90,7 +91,9 @@ def _check_tolerances(tolerance, ignore_below):
                              f"e.g. {name}=0.01")
 
 
-def _close(a: np.ndarray, b: np.ndarray, tolerance: float, ignore_below: float) -> bool:
+def _close(a: np.ndarray | str, b: np.ndarray | str, tolerance: float, ignore_below: float) -> bool:
+    if isinstance(a, str) or isinstance(b, str):  # a reactive schedule (see _multipliers): equal configs
+        return isinstance(a, str) and isinstance(b, str) and a == b
     if a.shape != b.shape:
         return False
     return float(np.max(np.abs(np.maximum(a, ignore_below) - np.maximum(b, ignore_below)), initial=0.0)) \
@@ -104,9 +107,7 @@ def same_shape(a: dict, b: dict, tolerance: float = 0.01, ignore_below: float = 
     return _close(_multipliers(_check_config(a)), _multipliers(_check_config(b)), tolerance, ignore_below)
 
 
-# ---------------------------------------------------------------------------------------------------
-# Grouping.
-# ---------------------------------------------------------------------------------------------------
+# Grouping ----------------------------------------------------------------------------------------
 def group_runs(runs, tolerance: float = 0.01, ignore_below: float = 0.01, by=()) -> list[RunGroup]:
     """Runs of one schedule shape (same_shape with the group's first run) form a group.
 
@@ -198,9 +199,7 @@ def _detail(key, value) -> str:
     return f"{key}={value}"
 
 
-# ---------------------------------------------------------------------------------------------------
-# Words.
-# ---------------------------------------------------------------------------------------------------
+# Words -------------------------------------------------------------------------------------------
 def _percent(x: float) -> str:
     return f"{100 * float(x):.3g}%"
 
@@ -289,6 +288,8 @@ def describe(config: dict, horizon: bool = False, warmup: bool = False, ignore_b
     elif kind == "StepDecay":
         marks = "/".join(f"{100 * float(m):.3g}" for m in args["milestones"])
         text = f"step decay x{float(args['factor']):.3g} at {marks}%"
+    elif kind == "StepOnPlateau":
+        text = f"step decay x{float(args['factor']):.3g} on plateau (patience {int(args['patience'])} evaluations)"
     elif kind == "REX":
         extras = [] if float(args["beta"]) == 0.5 else [f"beta {float(args['beta']):.3g}"]
         if int(args["update_every"]) > 1:

@@ -286,6 +286,7 @@ PHRASES = [
     ({"_target_": "schedules.OneCycle", "total_steps": T, "pct_start": 0.25, "anneal_strategy": "linear"},
      "OneCycle (25% ramp, linear anneal)"),
     ({"_target_": "schedules.StepDecay", "total_steps": T}, "step decay x0.1 at 30/60/90%"),
+    ({"_target_": "schedules.StepOnPlateau", "total_steps": T, "patience": 3}, "step decay x0.1 on plateau (patience 3 evaluations)"),
     ({"_target_": "schedules.Exponential", "total_steps": T}, "exponential to 1%"),
     ({"_target_": "schedules.Exponential", "total_steps": T, "final_fraction": 0.001}, "exponential to 0.1%"),
     ({"_target_": "schedules.CyclicCosine", "total_steps": T}, "cyclic cosine, half-period 1.5x the run, minimum 10%"),
@@ -333,3 +334,10 @@ def test_cli_lists_the_sweeps_of_a_glob(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines == ["constant LR  [T = 50,000; 4 runs; peak LRs 0.0001, 0.0005, 0.001, 0.002]",
                      "cosine to 0  [T = 50,000; 5 runs; peak LRs 0.0001, 0.0005, 0.001, 0.002, 0.005]"]
+
+
+def test_a_reactive_schedule_groups_only_with_identical_configs():
+    plateau = {"_target_": "schedules.StepOnPlateau", "total_steps": T, "patience": 2}
+    assert same_shape(plateau, dict(plateau))
+    assert not same_shape(plateau, {**plateau, "patience": 3})
+    assert not same_shape(plateau, {"_target_": "schedules.Constant", "total_steps": T})
