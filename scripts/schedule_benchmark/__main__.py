@@ -9,7 +9,7 @@
 
 Options: --problems (default: all of problems.PROBLEMS), --optimizers (sgd adamw), --seeds N (seeds
 0..N-1), --lrs (absolute peak LRs used for every problem and optimizer; default: each problem's own
-grid of 5 LRs, problems.py), --steps T (the horizon; Chen: the full budget), --out DIR (default
+grid of 7 LRs, problems.py), --steps T (the horizon; Chen: the full budget), --out DIR (default
 outputs/schedule_benchmark/<study>). Writes runs.csv/.json (one row per run), the tuned and ranked
 tables, report.md (every table printed here) and the plots into DIR.
 """
@@ -65,10 +65,15 @@ def parse_args(argv=None) -> argparse.Namespace:
         raise ValueError(f"--lrs {args.lrs} must all be finite and > 0 (e.g. --lrs 0.01 0.1 1)")
     # The peak-LR grid of every (problem, optimizer): the user's, each problem's own, or (smoke) its middle.
     args.lr_table = {(p, o): tuple(args.lrs) if args.lrs is not None
-                     else PROBLEMS[p].lrs(o)[1:1 + SMOKE["lr_count"]] if args.smoke else PROBLEMS[p].lrs(o)
+                     else _middle(PROBLEMS[p].lrs(o), SMOKE["lr_count"]) if args.smoke else PROBLEMS[p].lrs(o)
                      for p in args.problems for o in args.optimizers}
     args.out = args.out or Path("outputs/schedule_benchmark") / args.study
     return args
+
+
+def _middle(grid, n):
+    start = (len(grid) - n) // 2
+    return grid[start:start + n]
 
 
 def run_defazio(args) -> str:
