@@ -158,3 +158,22 @@ def test_defazio_smoke_refines_from_linear_runs(tmp_path):
     ranked = pd.read_csv(tmp_path / "ranked.csv")
     assert sorted(ranked["rank"]) == list(range(1, len(defazio.BASELINES) + 2))
     assert (tmp_path / "curves.png").exists() and (tmp_path / "refined_shapes.png").exists()
+
+
+@pytest.mark.slow
+def test_llm_case_refines_from_the_trainers_grad_norms(tmp_path):
+    """Through the real trainer: the linear run's grad_norms.bin (one record per update) feeds the
+    refinement, and the refined run trains on exactly the saved multipliers."""
+    from scripts.schedule_benchmark.llm import run_llm
+    from training.rundir import read_metrics
+
+    small = ["trainer.eval_batches=1", "trainer.eval_batch_size=4", "trainer.log_interval=1"]
+    table, shape = run_llm(tmp_path, steps=12, lrs=(3e-3,), extra=small)
+    assert list(table["schedule"]) == ["linear", "refined"] and table["final_val_loss"].notna().all()
+    assert shape.shape == (12,) and shape.max() == pytest.approx(1.0) and shape[-1] == pytest.approx(0.0)
+    assert np.array_equal(np.load(tmp_path / "llm" / "refined.npy"), shape)
+    logged = {e["step"]: e["lr"] for e in read_metrics(table["run_dir"].iloc[1]) if "lr" in e}
+    steps = np.array(sorted(logged))
+    assert len(steps) >= 10
+    # metrics.jsonl's step counts completed updates: the event of step s logs the LR of update s - 1
+    assert np.allclose([logged[s] for s in steps], 3e-3 * shape[steps - 1], rtol=1e-5)

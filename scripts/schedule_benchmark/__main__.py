@@ -3,6 +3,7 @@
     python -m scripts.schedule_benchmark defazio                    # ~5-10 min on 2 shared cores
     python -m scripts.schedule_benchmark chen                       # ~15-25 min
     python -m scripts.schedule_benchmark defazio --llm              # + the tiny Llama, linear vs refined
+    python -m scripts.schedule_benchmark defazio --llm-only --out outputs/schedule_benchmark/llm   # that alone
     python -m scripts.schedule_benchmark chen --smoke               # seconds: what the tests run
     python -m scripts.schedule_benchmark chen --problems logreg_cancer mlp_digits --seeds 2 \
         --optimizers sgd --lrs 0.03 0.1 0.3 --steps 300 --out outputs/my_chen
@@ -44,8 +45,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--out", type=Path, default=None, help="output folder (default outputs/schedule_benchmark/<study>)")
     ap.add_argument("--smoke", action="store_true", help="a seconds-long version (tests)")
     ap.add_argument("--llm", action="store_true", help="defazio: also the tiny Llama, linear vs refined (minutes)")
+    ap.add_argument("--llm-only", action="store_true", help="defazio: the tiny Llama case alone")
     ap.add_argument("--llm-steps", type=int, default=300)
-    ap.add_argument("--llm-lr", type=float, default=3e-3)
+    ap.add_argument("--llm-lrs", type=float, nargs="+", default=[3e-3, 6e-3, 1.2e-2], help="peak LRs of the LLM case")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest for these tiny models)")
     ap.add_argument("--quiet", action="store_true", help="no progress bar, no printed report")
     args = ap.parse_args(argv)
@@ -76,7 +78,18 @@ def _middle(grid, n):
     return grid[start:start + n]
 
 
+def run_llm_case(args) -> list[str]:
+    from scripts.schedule_benchmark.llm import run_llm
+
+    llm, _ = run_llm(args.out, steps=args.llm_steps, lrs=tuple(args.llm_lrs))
+    write_table(llm, args.out, "llm")
+    return ["## Tiny Llama on the embedded data: linear decay vs refined (from the best linear run's l1 norms)",
+            markdown(llm.drop(columns="run_dir"))]
+
+
 def run_defazio(args) -> str:
+    if args.llm_only:
+        return "\n\n".join(run_llm_case(args))
     res = defazio.run_study(args.lr_table, args.seeds, args.steps, args.out, progress=not args.quiet)
     for name in ("runs", "ranked", "refined_vs_linear", "mean_rank", "bound"):
         write_table(res[name], args.out, name)
@@ -96,11 +109,7 @@ def run_defazio(args) -> str:
              else "(no refined runs)",
              "## Optimal bound Omega* at D = G = 1 (analysis.bound, T = 100)", markdown(res["bound"])]
     if args.llm:
-        from scripts.schedule_benchmark.llm import run_llm
-
-        llm, _ = run_llm(args.out, steps=args.llm_steps, lr=args.llm_lr)
-        write_table(llm, args.out, "llm")
-        parts += ["## Tiny Llama on the embedded data: linear decay vs refined", markdown(llm)]
+        parts += run_llm_case(args)
     return "\n\n".join(parts + [f"note: {n}" for n in res["notes"]])
 
 
