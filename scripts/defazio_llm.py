@@ -69,7 +69,7 @@ def main(argv=None):
     runs, shapes = run_grid(args.out, args.steps, args.lrs, args.seeds)
     by_lr, best = summarize(runs)
     write_table(runs, args.out, "defazio_llm")
-    shapes = {"linear decay": Linear(total_steps=args.steps).multipliers()} | shapes   # the runs' schedule=linear, W = 0
+    shapes = {"linear decay": Linear(total_steps=args.steps).multipliers()} | shapes  # the runs' linear, W = 0
     plot_shapes(shapes, args.out / "refined_shapes", f"tiny Llama, {args.steps} steps: refined from l1 norms")
     print(f"\nfinal validation loss (full split), {args.steps} steps, mean over seeds {args.seeds}:")
     print(markdown(by_lr["mean"].reset_index()))
