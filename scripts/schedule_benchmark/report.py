@@ -114,6 +114,9 @@ def plot_ranks(ranked: pd.DataFrame, path: Path, title: str) -> list[Path]:
         for s in schedules:
             ax.plot(mean.loc[s].index * 100, mean.loc[s].values, marker="o", label=s, color=colors[s], lw=1.2)
         ax.set_xscale("log")
+        budgets = sorted(ranked["budget"].unique() * 100)
+        ax.set_xticks(budgets, labels=[f"{b:g}%" for b in budgets], minor=False)
+        ax.set_xticks([], minor=True)
         ax.set_xlabel("budget (% of the full run)")
         ax.set_ylabel("mean rank over problems (1 = best)")
         ax.set_title(o, fontsize=9)
