@@ -1,17 +1,18 @@
-"""Defazio et al.'s LLM case over a small peak-LR grid: linear decay vs the schedule refined from its own
-gradient norms, on the tiny Llama and the embedded data (CPU), each schedule's LR tuned on the grid.
+"""Defazio et al.'s LLM case with seeds: linear decay vs the schedule refined from a linear run's own
+gradient norms, on the tiny Llama and the embedded data (CPU), each schedule's peak LR tuned on a grid.
 
     python -m scripts.defazio_llm                                   # 300 steps, LRs 1e-3 3e-3 1e-2 3e-2, seed 1337
-    python -m scripts.defazio_llm --steps 300 --lrs 3e-3 --seeds 1337 1338 --out outputs/defazio_llm
+    python -m scripts.defazio_llm --steps 300 --lrs 3e-3 1e-2 --seeds 1337 1338 --out outputs/defazio_llm
 
-For every (peak LR, seed) the pair of runs of scripts/schedule_benchmark/llm.py run_llm (its setup:
-experiment=transfer_demo's 2-layer d=64 model, no warmup, AdamW): schedule=linear, then
-schedule=from_array with the multipliers analysis.refine.refine_schedule derives from that run's
-per-update l1 norms (grad_norms.bin; optimizer="adam"), at the same peak LR. Defazio et al. tune the
-peak LR of each schedule, so the table gives every LR and each schedule's best; the refined schedules'
-shapes (where their peak falls: a warmup that emerged from large early norms) are printed and plotted.
+The experiment itself is scripts/schedule_benchmark/llm.py run_llm (one home for it): for one seed,
+experiment=transfer_demo's 2-layer d=64 model, no warmup, AdamW; schedule=linear at every LR of the
+grid, then schedule=from_array with the multipliers analysis.refine.refine_schedule derives from the
+per-update l1 norms (grad_norms.bin; optimizer="adam") of the best linear run, at every LR of the grid.
+This script repeats it over seeds (the config's `seed`: model init and data order), and reports the
+final validation loss per LR and schedule (mean and spread over seeds), each schedule's best LR, and
+where the refined shapes peak (a warmup that emerged from large early norms); plots the shapes.
 Writes <out>/defazio_llm.csv/.json (one row per run) and <out>/refined_shapes.png/.pdf; run directories
-<out>/seed<S>/lr<LR>/llm/{linear,refined} (a finished run is reported, not retrained).
+<out>/seed<S>/llm/<schedule>_lr<LR> (a finished run is reported, not retrained).
 --threads: torch's intra-op threads (default 1: on a shared 2-core machine more threads than free
 cores slow a tiny model down by an order of magnitude).
 """
@@ -30,19 +31,19 @@ from scripts.schedule_benchmark.report import markdown, plot_shapes, write_table
 
 
 def run_grid(out: Path, steps: int, lrs: list[float], seeds: list[int]) -> tuple[pd.DataFrame, dict]:
-    """One linear + refined pair per (LR, seed); rows of run_llm plus lr, seed and the refined shape's peak."""
+    """run_llm once per seed; its rows plus the seed and where that seed's refined shape peaks."""
     from scripts.schedule_benchmark.llm import run_llm   # imports the trainer: only when runs are asked for
 
     rows, shapes = [], {}
     for seed in seeds:
-        for lr in lrs:
-            table, shape = run_llm(out / f"seed{seed}" / f"lr{lr:g}", steps=steps, lr=lr, extra=[f"seed={seed}"])
-            table["seed"] = seed
-            table["refined_peak_at"] = float(np.argmax(shape) / steps)   # fraction of the run
-            rows.append(table)
-            shapes[f"refined from linear at lr {lr:g}, seed {seed}"] = shape
-            print(f"lr {lr:g} seed {seed}: " + ", ".join(
-                f"{r.schedule} {r.final_val_loss:.4f} ({r.wall_s:.0f} s)" for r in table.itertuples()), flush=True)
+        table, shape = run_llm(out / f"seed{seed}", steps=steps, lrs=tuple(lrs), extra=[f"seed={seed}"])
+        table["seed"] = seed
+        table["refined_peak_at"] = float(np.argmax(shape) / steps)   # fraction of the run
+        rows.append(table)
+        shapes[f"refined, seed {seed}"] = shape
+        for r in table.itertuples():
+            print(f"seed {seed} {r.schedule:8} lr {r.lr:<7g} final val loss {r.final_val_loss:.4f} ({r.wall_s:.0f} s)",
+                  flush=True)
     return pd.concat(rows, ignore_index=True), shapes
 
 
