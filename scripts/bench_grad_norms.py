@@ -1,7 +1,8 @@
 """Benchmark: the cost of logging every update's gradient norms (trainer.log_grad_norms, grad_norms.bin).
 
     python -m scripts.bench_grad_norms                        # tiny model, 200 steps, 6 repeats of each
-    python -m scripts.bench_grad_norms --steps 200 --repeats 6 model.n_layer=4 model.d_model=128
+    python -m scripts.bench_grad_norms --steps 60 --repeats 3 model.n_layer=4 model.n_head=4 model.d_model=128 \
+        trainer.seq_len=128 trainer.batch_size=32 trainer.micro_batch_size=32   # the default run's model and batch
 
 Runs the real trainer in this process (train.train on configs composed as `python train.py` would:
 the tests' tiny model and loop on the embedded data, CPU) with trainer.log_grad_norms=false and =true,
