@@ -100,7 +100,7 @@ class StepOnPlateau(Schedule):
             raise ValueError(
                 f"{type(self).__name__} is reactive: its LRs follow the validation losses of the run and cannot "
                 "be computed from its config for an array of steps; read the LR every logged step used from the "
-                "run's metrics.jsonl (key `lr`; analysis: the run's metrics table)")
+                "run's metrics.jsonl (key `lr`; in the analysis: analysis.runs.Run.multipliers())")
         step = check_int(arr.item() if arr.dtype.kind in "iuf" else steps, "step", minimum=0)
         level = 1.0
         for cut_step, cut_level in self.cuts:  # a handful of cuts per run: a scan is clearest
