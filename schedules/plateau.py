@@ -25,8 +25,10 @@ one's multipliers are not a function of its config, so an array call (and `multi
 ValueError pointing at the LRs the run logged (metrics.jsonl's `lr`), even before any observation: the
 object the analysis rebuilds from a config has never observed, and its "no plateau yet" answer would be
 wrong for the run without any sign of it. A scalar call answers any step from the levels in force
-(the cuts are kept in the state), which is what the trainer needs, before and after a resume.
+(the cuts are kept in the state), which is what the trainer needs, before and after a resume; and
+`replay(observations)` gives the exact multipliers of all updates from a run's logged validation losses.
 """
+import copy
 import math
 
 import numpy as np
@@ -111,6 +113,18 @@ class StepOnPlateau(Schedule):
 
     def multipliers(self) -> np.ndarray:
         return self(np.arange(self.total_steps))  # raises: a reactive schedule has no precomputed multipliers
+
+    def replay(self, observations, steps: int | None = None) -> np.ndarray:
+        """The exact multipliers of updates 0..steps-1 (default total_steps) of a run whose periodic
+        validations gave `observations`, [(step, val_loss), ...] in the order of the run (from metrics.jsonl:
+        the `val/loss` events with 0 < step < trainer.max_steps; the first and the final one are not
+        observed), observed afresh by a copy of this schedule; this object is left as it is."""
+        fresh = copy.deepcopy(self)
+        fresh.load_state_dict(self._initial_state())
+        for step, val_loss in observations:
+            fresh.observe(step, val_loss)
+        n = self.total_steps if steps is None else check_int(steps, "steps", minimum=0)
+        return np.array([fresh(s) for s in range(n)], dtype=np.float64)
 
     # ----- checkpoint state: plain Python values (torch.load(weights_only=True) and JSON friendly) -----
     def state_dict(self) -> dict:

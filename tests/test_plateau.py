@@ -79,6 +79,18 @@ def test_levels_by_step_and_warmup():
     assert [s(k) for k in (5, 39, 40, 69, 70, 500)] == pytest.approx([0.6, 1.0, 0.5, 0.5, 0.25, 0.25], abs=1e-15)
 
 
+def test_replay_gives_what_the_observing_object_answers():
+    losses = random_walk(5, 40)
+    live = StepOnPlateau(total_steps=500, warmup_steps=7, warmup_start=0.1, factor=0.5, patience=1)
+    observations = [(10 * (i + 1), loss) for i, loss in enumerate(losses)]
+    replayed = live.replay(observations)              # before: the live object stays fresh
+    assert live.state_dict() == StepOnPlateau(total_steps=500).state_dict()
+    for step, loss in observations:
+        live.observe(step, loss)
+    np.testing.assert_array_equal(replayed, [live(s) for s in range(500)])
+    assert len(live.cuts) >= 2 and live.replay(observations, steps=20).shape == (20,)
+
+
 def test_arrays_and_multipliers_point_to_the_logged_lrs():
     s = StepOnPlateau(total_steps=50)
     assert isinstance(s, Schedule) and s.reactive
@@ -185,6 +197,8 @@ def test_trainer_cuts_the_logged_lr_after_a_plateau(plateau_run):
         ramp = update / 2 if update < 2 else 1.0     # warmup over 2 updates from 0
         assert e["lr"] == pytest.approx(peak * ramp * level, rel=1e-12), e
     logged = {e["step"]: e["lr"] for e in events if "lr" in e}
+    replayed = instantiate(cfg.schedule).replay(observed)   # the analysis' way: from the logged val losses
+    np.testing.assert_allclose(peak * replayed, [logged[k] for k in range(1, 21)], rtol=1e-12)
     assert logged[9] == peak and logged[10] == pytest.approx(0.1 * peak) and logged[16] == pytest.approx(0.01 * peak)
 
 
