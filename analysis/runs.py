@@ -81,11 +81,18 @@ class Run:
 
     def multipliers(self) -> np.ndarray:
         """Multipliers of the peak LR of all T updates (float64, length T): schedule.multipliers(), or for a
-        reactive schedule the logged lr / peak LR. The lr logged at step k is update k-1's (0-based), and a
+        reactive schedule its replay of the run's validation losses (StepOnPlateau.replay: exact), else
+        (a branch, no val loss) the logged lr / peak LR. The lr logged at step k is update k-1's (0-based), and a
         reactive LR changes only after a validation, which the trainer runs at a log step; so update u takes
         the lr logged at the first logged step >= u + 1 (the last logged one past the end of the log)."""
         if not self.reactive:
             return self.schedule().multipliers()
+        schedule = self.schedule()
+        vals = self.metrics.dropna(subset=["val/loss"]) if "val/loss" in self.metrics else self.metrics.iloc[:0]
+        vals = vals[(vals["step"] > 0) & (vals["step"] < self.total_steps)]
+        if hasattr(schedule, "replay") and self.parent is None and not vals.empty:
+            # exact: the schedule re-observes the run's own periodic validations (not the first or final one)
+            return schedule.replay(list(zip(vals["step"].astype(int), vals["val/loss"].astype(float))))
         logged = self.metrics.dropna(subset=["lr"]) if "lr" in self.metrics else self.metrics.iloc[:0]
         if logged.empty or not self.peak_lr:
             raise ValueError(f"run {self.name!r} has a reactive schedule ({self.schedule_config['_target_']}) but "

@@ -299,6 +299,12 @@ def test_reactive_schedule_lrs_come_from_the_log(tmp_path, monkeypatch):
         run.schedule().multipliers()
     assert run.reactive
     np.testing.assert_allclose(run.multipliers(), expected, rtol=1e-15)
+    # With its validations in the log, StepOnPlateau replays them: exact, whatever the log interval
+    # (patience 1, torch's rule: a cut once more than 1 evaluation in a row failed to improve on the best,
+    # 2.9 at step 20 -> bad at 30 and 40 -> the cut applies from update 40; 2.5 at 50 improves, no more cuts).
+    vals = [{"step": s, "val/loss": v} for s, v in ((10, 3.0), (20, 2.9), (30, 2.95), (40, 2.95), (50, 2.5))]
+    replayed = load(write_run(tmp_path / "replayed", {**plateau, "patience": 1}, lines + vals)).multipliers()
+    np.testing.assert_array_equal(replayed, np.repeat([1.0, 0.1], [40, 60]))
     unlogged = load(write_run(tmp_path / "no_lr", config, [{"step": 10, "train/loss": 3.0}]))
     with pytest.raises(ValueError, match="reactive schedule .schedules.Plateau. but logged no lr"):
         unlogged.multipliers()
