@@ -11,13 +11,18 @@ from analysis.random_features import (PowerLawModel, best_constant, best_power_l
 
 
 def test_recursion_matches_direct_sgd():
-    model = PowerLawModel(N=30, a=2.5, b=1.5, batch=2, sigma=0.3, eta_max=1.0)
-    etas = 0.8 * (1 - np.arange(120) / 120) ** 0.5  # a non-constant schedule exercises the t-dependence
-    mean, se = simulate_sgd(model, etas, seeds=400, rng=0)
+    # moderate eta and batch: at eta 0.8, m = 2 the loss is so heavy-tailed that the standard error
+    # of a few thousand seeds is itself unreliable (measured z of -5 at one seed, +0.5 at another)
+    model = PowerLawModel(N=30, a=2.5, b=1.5, batch=5, sigma=0.3, eta_max=1.0)
+    etas = 0.5 * (1 - np.arange(120) / 120) ** 0.5  # a non-constant schedule exercises the t-dependence
+    mean, se = simulate_sgd(model, etas, seeds=2000, rng=2)
     exact = excess_loss(model, etas)
     assert mean.shape == exact.shape == (121,)
     for t in (1, 5, 20, 60, 119):
         assert abs(mean[t] - exact[t]) < 3.5 * se[t], (t, mean[t], exact[t], se[t])
+    # and it resolves the variance (noise + L-feedback): the bias alone is many standard errors off
+    bias, _ = bias_variance(model, etas)
+    assert abs(mean[-1] - bias[-1]) > 10 * se[-1]
 
 
 def test_deterministic_gd_limit():
