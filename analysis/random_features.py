@@ -157,8 +157,9 @@ def best_power_law(model: PowerLawModel, T: int):
     x0 = [np.log(grid_c[i // grid_chi.size] / model.eta_max), grid_chi[i % grid_chi.size]]
     f = lambda p: excess_loss(model, power_law(model.eta_max * np.exp(min(p[0], 0.0)), np.clip(p[1], 0, 1.5), T))[-1]
     r = minimize(f, x0, method="Nelder-Mead", options={"xatol": 1e-5, "fatol": 1e-14, "maxiter": 400})
-    c, chi = model.eta_max * np.exp(min(r.x[0], 0.0)), float(np.clip(r.x[1], 0, 1.5))
-    return float(c), chi, float(min(r.fun, losses[i]) if r.fun <= losses[i] else losses[i])
+    if r.fun > losses[i]:  # Nelder-Mead never returns worse than its start, but keep the grid point if so
+        return float(grid_c[i // grid_chi.size]), float(grid_chi[i % grid_chi.size]), float(losses[i])
+    return float(model.eta_max * np.exp(min(r.x[0], 0.0))), float(np.clip(r.x[1], 0, 1.5)), float(r.fun)
 
 
 def _check_T(T):
