@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from data.loader import BatchLoader, eval_batches
+from data.loader import BatchLoader, eval_batches, num_windows
 from training import checkpoint, preemption
 from training.distributed import World, all_reduce_sum, any_rank, barrier
 from training.metrics import MetricsLogger, mfu, peak_flops, plot_loss_curve
@@ -38,27 +38,30 @@ log = logging.getLogger(__name__)
 
 @torch.no_grad()
 def evaluate(prepared: Prepared, batches, device: torch.device, world: World = World(),
-             progress: Progress | None = None, desc: str = "val") -> float:
-    """Mean next-token loss over `batches`, weighted by sequences (the last may be short). Batch i is
-    evaluated by rank i mod world_size and the sums all-reduced: the single-process value, split.
-    Every rank runs the same number of forwards (FSDP gathers parameters in each); a rank out of
-    batches repeats one with weight 0."""
+             progress: Progress | None = None, desc: str = "val", total: int | None = None) -> float:
+    """Mean next-token loss over `batches` (an iterable, streamed: the whole validation split is never
+    held at once), weighted by sequences (the last may be short). Batch i is evaluated by rank
+    i mod world_size and the sums all-reduced: the single-process value, split. Every rank runs the
+    same number of forwards (FSDP gathers parameters in each); a rank out of batches repeats the
+    first one with weight 0. `total`: the number of batches, for the progress lines."""
     model = prepared.model
     was_training = model.training
     model.eval()
-    batches = list(batches)
-    sums = torch.zeros(2, dtype=torch.float64, device=device)  # loss x sequences, sequences
-    starts = range(0, len(batches), world.size)
-    for first in (progress.evaluating(starts, desc=desc) if progress else starts):
-        index = first + world.rank
-        x, y = batches[min(index, len(batches) - 1)]
+    loss_sum, count, seen, spare = torch.zeros((), dtype=torch.float64, device=device), 0, 0, None
+    for i, (x, y) in enumerate(progress.evaluating(batches, total=total, desc=desc) if progress else batches):
+        seen, spare = seen + 1, spare or (x, y)
+        if i % world.size == world.rank:
+            with prepared.autocast:
+                loss = model(x.to(device), y.to(device))
+            loss_sum += loss.double() * x.shape[0]
+            count += x.shape[0]
+    for _ in range(-(-seen // world.size) - len(range(world.rank, seen, world.size))):
         with prepared.autocast:
-            loss = model(x.to(device), y.to(device))
-        if index < len(batches):
-            sums += torch.stack([loss.double() * x.shape[0], torch.tensor(x.shape[0], device=device).double()])
+            model(spare[0].to(device), spare[1].to(device))
     model.train(was_training)
-    total, count = all_reduce_sum(sums, world).tolist()
-    return total / count
+    sums = torch.stack([loss_sum, torch.tensor(float(count), dtype=torch.float64, device=device)])
+    total_loss, total_count = all_reduce_sum(sums, world).tolist()
+    return total_loss / total_count
 
 
 class GradNormRecorder:
@@ -193,7 +196,7 @@ def fit(cfg: DictConfig, run_dir: Path, prepared: Prepared, optimizer, schedule,
     if t.eval_interval:
         logger.log({"step": step, "tokens": tokens, "val/loss": validate(val_batches)})
     full_val = evaluate(prepared, eval_batches(data.val, t.eval_batch_size, t.seq_len, None), device, world,
-                        progress, "final val")
+                        progress, "final val", total=-(-num_windows(data.val, t.seq_len) // t.eval_batch_size))
     progress.close()
     progress.report({"step": step, "final/val_loss": full_val})
     logger.log({"step": step, "tokens": tokens, "final/val_loss": full_val})
