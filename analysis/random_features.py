@@ -68,28 +68,60 @@ def _as_etas(etas) -> np.ndarray:
     return etas
 
 
-def _rollout(model: PowerLawModel, etas: np.ndarray, noise: bool, feedback: bool):
-    """Per-mode loss for (S, T) schedules; returns ell of shape (S, T + 1, N)."""
-    lam, m = model.lambdas, model.batch
+def _coefficients(model: PowerLawModel):
+    """lambda, lambda^2, and C (N, 3) with A_k(eta) = C_k . (1, eta, eta^2) = 1 - 2 eta lambda_k + (1 + 1/m) eta^2 lambda_k^2."""
+    lam = model.lambdas
+    lam2 = lam * lam
+    return lam, lam2, np.stack([np.ones_like(lam), -2 * lam, (1 + 1 / model.batch) * lam2], axis=1)
+
+
+def _losses(model: PowerLawModel, etas: np.ndarray, noise: bool = True, feedback: bool = True) -> np.ndarray:
+    """L(t) for (S, T) schedules, shape (S, T + 1); keeps only the current per-mode state (S, N).
+
+    noise and feedback off: the bias (multiplicative part only); both on: the full excess loss.
+    """
+    lam, lam2, C = _coefficients(model)
     S, T = etas.shape
-    ell = np.empty((S, T + 1, model.N))
-    ell[:, 0] = model.ell0 if (feedback or not noise) else 0.0
-    if noise and not feedback:
-        raise AssertionError("unused combination")
+    ell = np.broadcast_to(model.ell0, (S, model.N)).copy()
+    L = np.empty((S, T + 1))
+    A = np.empty_like(ell)
+    s2 = model.sigma**2 if noise else 0.0
     for t in range(T):
+        L[:, t] = ell.sum(axis=1)
         e = etas[:, t : t + 1]
-        A = (1 - e * lam) ** 2 + e**2 * lam**2 / m
-        cur = ell[:, t]
-        drive = cur.sum(axis=1, keepdims=True) if feedback else 0.0
-        drive = drive + (model.sigma**2 if noise else 0.0)
-        ell[:, t + 1] = A * cur + e**2 / m * lam**2 * drive
-    return ell
+        np.multiply(e, C[:, 2], out=A)  # A = 1 + e (e c lam^2 - 2 lam), in place
+        A += C[:, 1]
+        A *= e
+        A += 1.0
+        ell *= A
+        drive = (L[:, t : t + 1] if feedback else 0.0) + s2
+        ell += (e * e / model.batch * drive) * lam2
+    L[:, T] = ell.sum(axis=1)
+    return L
+
+
+def _trajectory(model: PowerLawModel, etas: np.ndarray, coef):
+    """Per-mode ell(t) of shape (T + 1, N) and L(t) for one schedule (the control's forward pass)."""
+    lam, lam2, C = coef
+    T, m, s2 = etas.size, model.batch, model.sigma**2
+    A = np.stack([np.ones(T), etas, etas * etas], axis=1) @ C.T  # (T, N): all steps' factors at once
+    g = etas * etas / m
+    ell = np.empty((T + 1, model.N))
+    ell[0] = model.ell0
+    L = np.empty(T + 1)
+    for t in range(T):
+        Lt = L[t] = ell[t].sum()
+        nxt = ell[t + 1]
+        np.multiply(A[t], ell[t], out=nxt)
+        nxt += (g[t] * (Lt + s2)) * lam2
+    L[T] = ell[T].sum()
+    return ell, L
 
 
 def excess_loss(model: PowerLawModel, etas) -> np.ndarray:
     """Excess loss L(t), t = 0..T: shape (T + 1,) for etas (T,), (S, T + 1) for etas (S, T)."""
     etas = _as_etas(etas)
-    L = _rollout(model, np.atleast_2d(etas), noise=True, feedback=True).sum(axis=2)
+    L = _losses(model, np.atleast_2d(etas))
     return L[0] if etas.ndim == 1 else L
 
 
@@ -97,15 +129,8 @@ def bias_variance(model: PowerLawModel, etas):
     """(bias, variance) of L(t): bias = sigma 0 and no L-feedback term; variance = the rest."""
     etas = _as_etas(etas)
     e2 = np.atleast_2d(etas)
-    total = _rollout(model, e2, noise=True, feedback=True).sum(axis=2)
-    lam, m = model.lambdas, model.batch
-    bias = np.empty_like(total)
-    ell = np.broadcast_to(model.ell0, (e2.shape[0], model.N)).copy()
-    bias[:, 0] = ell.sum(axis=1)
-    for t in range(e2.shape[1]):
-        e = e2[:, t : t + 1]
-        ell = ((1 - e * lam) ** 2 + e**2 * lam**2 / m) * ell
-        bias[:, t + 1] = ell.sum(axis=1)
+    total = _losses(model, e2)
+    bias = _losses(model, e2, noise=False, feedback=False)
     var = total - bias
     return (bias[0], var[0]) if etas.ndim == 1 else (bias, var)
 
@@ -168,29 +193,71 @@ def _check_T(T):
         raise ValueError(f"T={T!r}: the horizon must be an integer >= 1")
 
 
-def _control(model, T, damping, tol, max_iter):
-    lam, m, s2 = model.lambdas, model.batch, model.sigma**2
-    etas = np.full(T, best_constant(model, T)[0])
+def _resample(init, T: int, eta_max: float, align: str = "fraction") -> np.ndarray:
+    """A starting schedule of any length mapped to T steps: by linear interpolation in t/T (step
+    centres), or end-aligned ("end": step T - j takes init's step n - j, the front padded with init[0])."""
+    init = np.asarray(init, dtype=float)
+    if init.ndim != 1 or init.size < 1:
+        raise ValueError(f"init has shape {init.shape}: pass one starting schedule of shape (n,), n >= 1")
+    if not np.all(np.isfinite(init)) or np.any(init < 0) or np.any(init > eta_max):
+        raise ValueError(f"init must be finite and lie in [0, eta_max={eta_max}]; clip it first")
+    n = init.size
+    if align == "end":
+        return init[n - T:].copy() if n >= T else np.concatenate([np.full(T - n, init[0]), init])
+    return np.interp((np.arange(T) + 0.5) / T, (np.arange(n) + 0.5) / n, init)
+
+
+def _sweep(model, coef, etas, ell, L, omega):
+    """One backward Gauss-Seidel sweep: eta_t <- clip(eta_t + omega (eta*_t - eta_t)), eta*_t the per-step
+    minimizer of THEORY section 6 given the costate p(t + 1) of the already-updated later steps."""
+    lam, lam2, C = coef
+    T, m, s2, emax = etas.size, model.batch, model.sigma**2, model.eta_max
+    Z = np.empty((T, 2, model.N))  # rows lambda ell(t) and lambda^2 ell(t): num and den are two dot products
+    np.multiply(ell[:-1], lam, out=Z[:, 0])
+    np.multiply(ell[:-1], lam2, out=Z[:, 1])
+    c, drive = 1 + 1 / m, (L[:-1] + s2) / m
+    p, buf, new = np.ones(model.N), np.empty(model.N), np.empty(T)
+    for t in range(T - 1, -1, -1):
+        num, a = Z[t] @ p
+        q = lam2 @ p
+        den = c * a + drive[t] * q
+        star = min(max(num / den, 0.0), emax) if den > 0 else etas[t]
+        e = new[t] = min(max(etas[t] + omega * (star - etas[t]), 0.0), emax)
+        np.dot(C, (1.0, e, e * e), out=buf)  # buf = A(e), then the costate p(t) = A(e) p(t + 1) + e^2/m q
+        buf *= p
+        buf += e * e / m * q
+        p, buf = buf, p
+    return new
+
+
+def _control(model, T, damping, tol, ftol, max_iter, init, patience=5):
+    """Relaxed sweeps with backtracking: a sweep that raises L(T) is undone and omega halved (it then grows
+    back to `damping`); a small enough omega always descends (the sweep then follows -dL/deta scaled by
+    1/den > 0), so the iterates only stop at the fixed point eta = clip(eta*), a KKT point of L(T).
+    Stops when the schedule moves less than tol * eta_max, or L(T) fell by less than ftol (relative)
+    over the last `patience` accepted sweeps."""
+    coef = _coefficients(model)
+    etas = np.full(T, best_constant(model, T)[0]) if init is None else init
+    ell, L = _trajectory(model, etas, coef)
+    hist, omega = [L[-1]], damping
     for _ in range(max_iter):
-        ell = _rollout(model, etas[None], noise=True, feedback=True)[0]
-        L = ell.sum(axis=1)
-        p = np.ones(model.N)
-        new = np.empty(T)
-        for t in range(T - 1, -1, -1):
-            num = (p * lam * ell[t]).sum()
-            den = (p * lam**2 * ((1 + 1 / m) * ell[t] + (L[t] + s2) / m)).sum()
-            e = np.clip(num / den, 0.0, model.eta_max)
-            new[t] = (1 - damping) * etas[t] + damping * e
-            e = new[t]
-            p = ((1 - e * lam) ** 2 + e**2 * lam**2 / m) * p + e**2 / m * (p * lam**2).sum()
+        new = _sweep(model, coef, etas, ell, L, omega)
+        ell2, L2 = _trajectory(model, new, coef)
+        if L2[-1] > L[-1]:
+            omega /= 2
+            if omega < tol:  # no step size descends: stationary to rounding
+                break
+            continue
         change = np.max(np.abs(new - etas)) / model.eta_max
-        etas = new
-        if change < tol:
+        etas, ell, L = new, ell2, L2
+        hist.append(L[-1])
+        omega = min(damping, 2 * omega)
+        if change < tol or (len(hist) > patience and hist[-1 - patience] - hist[-1] <= ftol * hist[-1]):
             break
     return etas
 
 
-def _autograd(model, T, tol, max_iter):
+def _autograd(model, T, tol, max_iter, init):
     """Torch autograd gradient of L(T) through the recursion, L-BFGS-B with the box [0, eta_max]."""
     import torch
 
@@ -208,22 +275,50 @@ def _autograd(model, T, tol, max_iter):
         loss.backward()
         return loss.item(), etas.grad.numpy().copy()
 
-    x0 = np.full(T, best_constant(model, T)[0])
+    x0 = np.full(T, best_constant(model, T)[0]) if init is None else init
     r = minimize(f, x0, jac=True, method="L-BFGS-B", bounds=[(0.0, model.eta_max)] * T,
                  options={"maxiter": max_iter, "ftol": tol * 1e-6, "gtol": 1e-14, "maxcor": 50})
     return r.x
 
 
-def optimal_schedule(model: PowerLawModel, T: int, method: str = "control", damping: float = 0.5,
-                     tol: float = 1e-9, max_iter: int = 2000):
-    """Schedule minimizing L(T) over eta_t in [0, eta_max]; returns (etas of shape (T,), L(T))."""
+def optimal_schedule(model: PowerLawModel, T: int, method: str = "control", damping: float = 1.5,
+                     tol: float = 1e-9, max_iter: int = 2000, init=None, ftol: float = 1e-12):
+    """Schedule minimizing L(T) over eta_t in [0, eta_max]; returns (etas of shape (T,), L(T)).
+
+    method "control": relaxed Gauss-Seidel sweeps of the Pontryagin fixed point, damping = the relaxation
+    factor omega in (0, 2) (1: plain sweeps; 1.5 measured fastest, see the module docstring); tol bounds
+    the last change of the schedule, ftol the relative fall of L(T) over 5 sweeps (either one stops).
+    method "autograd": torch gradient + L-BFGS-B. init: a starting schedule of any length, resampled to
+    T by interpolation in t/T (default: the best constant LR).
+    """
     _check_T(T)
-    if not 0 < damping <= 1:
-        raise ValueError(f"damping={damping!r}: must lie in (0, 1]")
-    if method == "control":
-        etas = _control(model, T, damping, tol, max_iter)
-    elif method == "autograd":
-        etas = _autograd(model, T, tol, max_iter)
-    else:
+    if not 0 < damping < 2:
+        raise ValueError(f"damping={damping!r}: the relaxation factor must lie in (0, 2)")
+    if not (tol > 0 and ftol >= 0):
+        raise ValueError(f"tol={tol!r}, ftol={ftol!r}: need tol > 0 and ftol >= 0")
+    if method not in ("control", "autograd"):
         raise ValueError(f"method={method!r}: use 'control' or 'autograd'")
+    start = None if init is None else _resample(init, T, model.eta_max)
+    if method == "control":
+        etas = _control(model, T, damping, tol, ftol, max_iter, start)
+    else:
+        etas = _autograd(model, T, tol, max_iter, start)
     return etas, float(excess_loss(model, etas)[-1])
+
+
+def optimal_schedules(model: PowerLawModel, Ts, **kw):
+    """optimal_schedule for each horizon in Ts (returned in the given order), solved in increasing T,
+    each warm-started from the previous optimum: of its t/T-interpolated and its end-aligned copy (the
+    hard phase anneals over a window that is a shrinking fraction of T) the one with the lower L(T)."""
+    Ts = list(Ts)
+    for T in Ts:
+        _check_T(T)
+    prev, out = kw.pop("init", None), [None] * len(Ts)
+    for i in np.argsort(Ts, kind="stable"):
+        T, start = Ts[i], None
+        if prev is not None:
+            starts = np.stack([_resample(prev, T, model.eta_max, align) for align in ("fraction", "end")])
+            start = starts[np.argmin(excess_loss(model, starts)[:, -1])]
+        out[i] = optimal_schedule(model, T, init=start, **kw)
+        prev = out[i][0]
+    return out
