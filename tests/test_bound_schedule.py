@@ -1,13 +1,19 @@
 """Tests of analysis/bound_schedule.py: the gradient against finite differences of analysis.bound, the
-standard bound's closed-form optimum, the refined optimum against the tuned linear decay.
+standard bound's closed-form optimum, the refined optimum against the tuned linear decay; and the JSON of
+Fig. "bm_shapes" (scripts/figures/bordelon_shapes.py) against this module's and analysis.random_features' optima.
 
     python -m pytest -q tests/test_bound_schedule.py -p no:cacheprovider
 """
+import json
+
 import numpy as np
 import pytest
 
 from analysis.bound import bound, optimal_lr
 from analysis.bound_schedule import bound_gradient, linear_gap, linear_reference, optimal_bound_schedule
+from analysis.random_features import PowerLawModel, optimal_schedule
+from scripts.figures import bordelon_shapes
+from scripts.figures.common import Context, to_jsonable
 
 
 def _central_differences(lr, G, D, kind, h=1e-6):
@@ -93,3 +99,35 @@ def test_linear_gap_of_linear_decay_is_zero():
 def test_bad_input_names_the_problem(call, words):
     with pytest.raises(ValueError, match=words):
         call()
+
+
+def test_bm_shapes_figure_plots_the_modules_optima():
+    """Fig. bm_shapes (small): its JSON curves are the modules' optima and the references built here, and
+    in its cross table no shape beats a problem's optimum (beyond the random-feature solver's tolerance)."""
+    spec = next(spec for spec in bordelon_shapes.FIGURES if spec.name == "bm_shapes")
+    fig, numbers = spec.make(Context(small=True))
+    data = json.loads(json.dumps(to_jsonable(numbers)))
+    s = bordelon_shapes.settings(small=True)
+    assert {k: data["settings"][k] for k in s} == s and len(fig.axes) == 3
+    curves = data["curves"]
+    best = optimal_bound_schedule(s["bound_T"])
+    np.testing.assert_allclose(curves["bound"]["multiplier"], best.shape, rtol=1e-12)
+    assert curves["bound"]["omega"] == pytest.approx(best.omega, rel=1e-12)
+    for phase, b in (("easy", 2.0), ("hard", 5.0)):
+        model = PowerLawModel(N=s["N"], a=3.5, b=b, batch=5, sigma=0.5, eta_max=1.0)
+        etas, loss = optimal_schedule(model, s["rf_T"], tol=s["tol"])
+        np.testing.assert_allclose(curves[f"rf_{phase}"]["multiplier"], etas / etas.max(), rtol=0, atol=1e-12)
+        np.testing.assert_allclose(curves[f"rf_{phase}"]["t_over_T"], np.arange(s["rf_T"]) / s["rf_T"])
+        assert curves[f"rf_{phase}"]["loss"] == pytest.approx(loss, rel=1e-12)
+    T = s["bound_T"]
+    n = int(0.2 * (T + 1))                                  # the paper's WSD-0.2 cooldown of n steps
+    np.testing.assert_allclose(curves["linear"]["multiplier"], 1.0 - np.arange(T) / T, atol=1e-15)
+    np.testing.assert_allclose(curves["wsd"]["multiplier"], np.r_[np.ones(T + 1 - n), 1.0 - np.arange(1, n + 1) / n][:T],
+                               atol=1e-12)
+    cross = data["cross"]
+    assert cross["linear"]["bound"]["value"] == pytest.approx(linear_reference(T)[1], rel=1e-12)
+    for problem in ("bound", "rf_easy", "rf_hard"):
+        ratios = {name: row[problem]["ratio"] for name, row in cross.items()}
+        own = "bound" if problem == "bound" else problem
+        assert ratios[own] == pytest.approx(1.0, abs=1e-4)
+        assert min(ratios.values()) > 1.0 - 1e-4, ratios
