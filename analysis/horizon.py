@@ -168,8 +168,9 @@ def horizon_fits(runs, max_loss=None, tolerance=0.01, max_extrapolation=1.0, bou
         sweeps = sorted(sweeps, key=lambda s: s.config["total_steps"])
         used = [i for i, s in enumerate(sweeps) if s.status != "undetermined"]
         # Residual variance of final losses, pooled over the used sweeps (each fit has 3 parameters).
-        sse = sum(float(((s.fit.losses - s.fit.predict(s.fit.lrs)) ** 2).sum()) for s in map(sweeps.__getitem__, used))
-        dof = sum(len(sweeps[i].fit.lrs) - 3 for i in used)
+        fitted = [sweeps[i].fit for i in used]
+        sse = sum(float(((f.losses - f.predict(f.lrs)) ** 2).sum()) for f in fitted)
+        dof = sum(len(f.lrs) - 3 for f in fitted)
         s2 = sse / dof if dof > 0 else np.nan
         log_opt = np.full(len(sweeps), np.nan)
         log_se = np.full(len(sweeps), np.nan)
@@ -180,7 +181,8 @@ def horizon_fits(runs, max_loss=None, tolerance=0.01, max_extrapolation=1.0, bou
         if len(used) >= 2:
             T = [fit.horizons[i] for i in used]
             fit.xi, fit.se, fit.c, fit.chi2_dof, fit.se_from = fit_exponent(T, log_opt[used], log_se[used])
-            fit.se_dof = dof if dof > 0 else len(used) - 2
+            weighted = bool(np.all(log_se[used] > 0))     # as fit_exponent decides (NaN compares False)
+            fit.se_dof = dof if weighted else len(used) - 2
             fit.phase, fit.verdict = classify(fit.xi, fit.se, len(used), fit.se_dof)
             fit.bound_xi = _bound_xi([sweeps[i] for i in used]) if bound else np.nan
         fits.append(fit)
@@ -203,8 +205,12 @@ def _table(fit: HorizonFit) -> pd.DataFrame:
 
 def plot_horizon(fits, path, title="best peak LR vs horizon") -> list[Path]:
     """eta* vs T (log-log) per family with its +-1 se bars and the fitted power law, the swept LRs of
-    each horizon as faint dots. Writes PNG + PDF (analysis.plots.save_figure); path=None: the Figure."""
+    each horizon as faint circles. Writes PNG + PDF (analysis.plots.save_figure); path=None: the Figure."""
+    import textwrap
+
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import NullFormatter
 
     from analysis.plots import category_colors, save_figure
 
@@ -212,23 +218,28 @@ def plot_horizon(fits, path, title="best peak LR vs horizon") -> list[Path]:
     ax = fig.add_subplot()
     for fit, color in zip(fits, category_colors(len(fits))):
         for T, sweep in zip(fit.horizons, fit.sweeps):
-            ax.plot([T] * len(sweep.lrs), sweep.lrs, "o", ms=3, color=color, alpha=0.25, mfc="none")
+            ax.plot([T] * len(sweep.lrs), sweep.lrs, "o", ms=4, color=color, alpha=0.35, mfc="none")
         used = fit.used
         T = np.array([fit.horizons[i] for i in used], dtype=float)
         opt, se = np.exp(fit.log_opt[used]), np.nan_to_num(fit.log_se[used])
         ax.errorbar(T, opt, yerr=[opt - opt * np.exp(-se), opt * np.exp(se) - opt], fmt="o", ms=5, capsize=3,
-                    color=color, label=f"{fit.family}: measured eta*")
+                    color=color, label=textwrap.fill(f"{fit.family}: eta* +- se", 90))
         if np.isfinite(fit.xi):
             grid = np.geomspace(T.min(), T.max(), 50)
             ax.plot(grid, np.exp(fit.c) * grid ** -fit.xi, "--", color=color, lw=1.2,
-                    label=f"fit T^-xi, xi = {fit.xi:.3f} +- {fit.se:.3f} ({fit.phase})")
+                    label=f"fit eta* ~ T^-xi: xi = {fit.xi:.3f} +- {fit.se:.3f} ({fit.phase})")
+    horizons = sorted({T for fit in fits for T in fit.horizons})
     ax.set_xscale("log")
     ax.set_yscale("log")
+    ax.set_xticks(horizons, labels=[f"{T:,}" for T in horizons])
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("horizon T (steps)")
     ax.set_ylabel("peak LR")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=6)
+    swept = Line2D([], [], ls="", marker="o", mfc="none", color="gray", alpha=0.5, label="swept LRs")
+    ax.legend(handles=[*ax.get_legend_handles_labels()[0], swept], fontsize=6, loc="upper center",
+              bbox_to_anchor=(0.5, -0.14))
     return fig if path is None else save_figure(fig, path)
 
 
