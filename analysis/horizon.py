@@ -76,8 +76,10 @@ class HorizonFit:
         """What is missing when fewer than 2 horizons have a determined optimum ('' otherwise)."""
         if len(self.used) >= 2:
             return ""
-        missing = [f"T={T}: {s.why() or s.status} (next LRs {', '.join(f'{lr:.2g}' for lr in s.next_lrs())})"
-                   for T, s in zip(self.horizons, self.sweeps) if s.status == "undetermined"]
+        missing = [f"T={T}: " + (f"{s.why()} (next LRs {', '.join(f'{lr:.2g}' for lr in s.next_lrs())})"
+                                 if s.status == "undetermined" else "the best run is at an edge of the swept LRs "
+                                 "(--strict)") for i, (T, s) in enumerate(zip(self.horizons, self.sweeps))
+                   if i not in self.used]
         found = [f"T={self.horizons[i]}" for i in self.used]
         return (f"{self.family}: {len(self.used)} horizon(s) with a determined optimum ({', '.join(found) or 'none'})"
                 f", a fit of eta*(T) needs >= 2" + ("; " + "; ".join(missing) if missing else
@@ -160,13 +162,22 @@ def _bound_xi(sweeps) -> float:
     return -float(np.polyfit(np.log(T), np.log(gamma), 1)[0])
 
 
-def horizon_fits(runs, max_loss=None, tolerance=0.01, max_extrapolation=1.0, bound=True) -> list[HorizonFit]:
+def best_run_inside(sweep) -> bool:
+    """Whether the sweep's lowest final loss has a swept LR on each side (the measurements bracket the
+    optimum, not only the fit: a fitted optimum can lie inside while the best run is the largest LR)."""
+    best = sweep.lrs[int(np.argmin(sweep.losses))]
+    return min(sweep.lrs) < best < max(sweep.lrs)
+
+
+def horizon_fits(runs, max_loss=None, tolerance=0.01, max_extrapolation=1.0, strict=False,
+                 bound=True) -> list[HorizonFit]:
     """One HorizonFit per family among `runs` (analysis.runs.Run), ordered by name. max_extrapolation 1:
-    bracketed optima only. bound=False skips the convex bound's exponent (it builds every schedule)."""
+    bracketed optima only; strict: only those whose best run is inside too (best_run_inside).
+    bound=False skips the convex bound's exponent (it builds every schedule)."""
     fits = []
     for family, sweeps in sorted(_family_sweeps(runs, max_loss, tolerance, max_extrapolation).items()):
         sweeps = sorted(sweeps, key=lambda s: s.config["total_steps"])
-        used = [i for i, s in enumerate(sweeps) if s.status != "undetermined"]
+        used = [i for i, s in enumerate(sweeps) if s.status != "undetermined" and (best_run_inside(s) or not strict)]
         # Residual variance of final losses, pooled over the used sweeps (each fit has 3 parameters).
         fitted = [sweeps[i].fit for i in used]
         sse = sum(float(((f.losses - f.predict(f.lrs)) ** 2).sum()) for f in fitted)
@@ -191,12 +202,17 @@ def horizon_fits(runs, max_loss=None, tolerance=0.01, max_extrapolation=1.0, bou
 
 # --- Output: table, verdict, plot; the `advise horizon` subcommand. --------------------------------
 def _table(fit: HorizonFit) -> pd.DataFrame:
+    """The printed table: per horizon the runs counted/all, the swept LRs, eta* +- its se, and whether the
+    optimum is bracketed (by the fit, and by the runs: else which edge holds the best run)."""
     rows = []
     for i, (T, sweep) in enumerate(zip(fit.horizons, fit.sweeps)):
         opt, se = np.exp(fit.log_opt[i]), fit.log_se[i]
         status = "yes" if sweep.status == "bracketed" else sweep.status
         if sweep.status == "extrapolated":
             status = f"extrapolated x{sweep.fit.factor_outside:.2f}"
+        if sweep.status != "undetermined" and not best_run_inside(sweep):
+            edge = "largest" if sweep.losses[-1] <= min(sweep.losses) else "smallest"
+            status += f" (fit; best run at the {edge} LR{', not used: --strict' if i not in fit.used else ''})"
         rows.append({"horizon": T, "#runs": f"{len(sweep.lrs)}/{len(sweep.runs)}",
                      "LRs": ",".join(f"{lr:.2g}" for lr in sorted(set(sweep.lrs))) or "-",
                      "best LR": opt, "+- err": opt * se, "bracketed?": status})
@@ -262,6 +278,8 @@ def _arguments(p):
     p.add_argument("--max-extrapolation", type=float, default=1.0, metavar="FACTOR",
                    help="use a fitted optimum at most this factor beyond the swept LRs (default 1: bracketed only)")
     p.add_argument("--out", default="outputs/analysis/horizon", help="folder for the plot (horizon.png/.pdf)")
+    p.add_argument("--strict", action="store_true",
+                   help="use only horizons whose best run has a swept LR on each side (not only the fit's optimum)")
     p.add_argument("--no-plot", action="store_true", help="skip the plot")
 
 
@@ -273,7 +291,7 @@ def main(args) -> pd.DataFrame:
 
     if not args.max_extrapolation >= 1:
         raise SystemExit(f"--max-extrapolation {args.max_extrapolation:g} must be a factor >= 1 (1: bracketed only)")
-    fits = horizon_fits(_load(args.runs), args.max_loss, args.group_tolerance, args.max_extrapolation)
+    fits = horizon_fits(_load(args.runs), args.max_loss, args.group_tolerance, args.max_extrapolation, args.strict)
     for fit in fits:
         say(f"\n== {fit.family}: {len(fit.sweeps)} horizon(s)")
         for sweep in fit.sweeps:

@@ -157,3 +157,20 @@ def test_paper_wsd_family_end_to_end_matches_an_independent_fit(tmp_path, capsys
     T, lr = line.get_data()
     assert T[[0, -1]] == pytest.approx([15000, 50000])
     assert lr[[0, -1]] == pytest.approx(np.exp(row["fit"].c) * T[[0, -1]] ** -xi, rel=1e-3)
+
+
+def test_a_fit_inside_the_sweep_with_its_best_run_at_the_edge_is_flagged_and_left_out_by_strict(tmp_path, capsys):
+    model = lambda lr, opt: 1e-3 * (opt / lr + lr / opt) + 3.0     # noqa: E731  (A/lr + B lr + C, optimum opt)
+    for lr in 1e-3 * 2.0 ** np.arange(-3, 4):
+        write_run(tmp_path / "runs" / f"T500_lr{lr:g}", 500, float(lr), float(model(lr, 1e-3)))
+    for lr in (1e-3, 2e-3, 4e-3):    # optimum 3.5e-3: inside the sweep, but 4e-3 is the best run
+        write_run(tmp_path / "runs" / f"T1000_lr{lr:g}", 1000, lr, model(lr, 3.5e-3))
+    runs = str(tmp_path / "runs" / "*")
+    table = advise_horizon(["--runs", runs, "--no-plot"])
+    out = capsys.readouterr().out
+    assert table.iloc[0]["horizons"] == [500, 1000]
+    assert table.iloc[0]["xi"] == pytest.approx(-np.log(3.5) / np.log(2), rel=1e-4)   # eta* x3.5 when T doubles
+    assert "yes (fit; best run at the largest LR)" in out
+    with pytest.raises(SystemExit) as stop:
+        advise_horizon(["--runs", runs, "--no-plot", "--strict"])
+    assert "T=1000: the best run is at an edge of the swept LRs (--strict)" in str(stop.value.code)
