@@ -106,7 +106,7 @@ def bm_shapes(ctx):
         ax_d.plot(curve["t_over_T"], curve["multiplier"] - (1.0 - curve["t_over_T"]), **_style(name))
     ax_s.set_ylim(0, 1.05)
     finish(ax_s, "fraction of the run t/T", "multiplier of the peak LR",
-           f"(a) optimal shapes: bound T = {s['bound_T']}, random features N = {s['N']}, T = {s['rf_T']}",
+           f"(a) optimal shapes (bound: T = {s['bound_T']}; RF: N = {s['N']}, T = {s['rf_T']})",
            loc="lower left")
     finish(ax_d, "fraction of the run t/T", "multiplier minus (1 - t/T)", "(b) difference to linear decay",
            legend=False)
