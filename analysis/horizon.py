@@ -5,20 +5,25 @@
     from analysis.horizon import horizon_fits
     fits = horizon_fits(load_many(...))     # one HorizonFit per family: fit.xi, fit.se, fit.phase
 
-Bordelon & Mori (docs/theory.md section 6) tell two phases apart by how the optimal base LR depends on
-the horizon: in the easy phase it shrinks, eta*(T) ~ T^-xi with xi = 1 - b/a > 0; in the hard phase
-an annealed schedule keeps its base LR (xi = 0) and only shortens its anneal. Here, per family:
+Bordelon & Mori (THEORY.md section 6; the model is analysis/random_features.py) tell two phases apart
+by how the optimal base LR depends on the horizon: in the easy phase it shrinks, eta*(T) ~ T^-xi with
+xi = 1 - b/a > 0; in the hard phase an annealed schedule keeps its base LR (xi = 0) and only shortens its
+anneal. Here, per family:
 1. The runs are grouped into LR sweeps (analysis.advise.sweep_groups: one schedule shape, horizon,
    model and data); the sweeps of one family are those whose schedule reads the same in words
    (analysis.groups.describe, warmup included: "WSD, 20% linear cooldown" at any T) and whose model
    and data agree. Diverged runs are left out as `advise sweep` does (analysis.advise.make_sweep).
 2. Per horizon, eta* is the optimum of the sweep's fit final loss = A/lr + B lr + C (analysis.fit, the
    parabola-like shape in log LR that `advise sweep` prints), used where it is bracketed by the swept
-   LRs (or extrapolated by at most --max-extrapolation). Its standard error in log LR comes from the
-   fit's covariance (delta method on log eta* = (log A - log B)/2), with the residual variance of the
-   final losses pooled over the family's fitted sweeps: a 3-LR sweep fits exactly and has no residual
-   of its own, and the noise of a final loss (seed, misfit of the model) is taken to be the same at
-   every horizon.
+   LRs (or extrapolated by at most --max-extrapolation); a horizon whose best run sits at an edge of its
+   sweep (the fit's optimum inside, the runs' not) is flagged, and --strict leaves it out. The standard
+   error of log eta* comes from the fit's covariance (delta method on log eta* = (log A - log B)/2), with
+   the residual variance of the final losses pooled over the family's fitted sweeps: a 3-LR sweep fits
+   exactly and has no residual of its own, and the noise of a final loss (seed, misfit of the model) is
+   taken to be the same at every horizon. The model is symmetric in log(lr/eta*) but no parabola: on the
+   paper's 4-LR sweeps its rms residual is 4-8x a parabola's, while on losses that are exact parabolas in
+   log LR, sampled on one fixed grid at every T, it leans toward the grid's centre (measured: xi 0.357 +-
+   0.026 for a true 0.4, 7 LRs 5e-5..3.2e-3, T = 1k..16k); sweeps centred near the optimum avoid that.
 3. log eta*(T) = c - xi log T by weighted least squares (weights 1/se^2). The exponent's standard error
    is the propagated one, scaled up by sqrt(chi^2/dof) when the horizons scatter more than their errors
    say (>= 3 horizons). Without any residual (every sweep has 3 LRs): unweighted, with the scatter's se
@@ -28,7 +33,7 @@ an annealed schedule keeps its base LR (xi = 0) and only shortens its anneal. He
    when xi < -t se; hard when xi is within t se of 0 and xi + t se < HARD_BAND (the data rule out a drift
    like the easy phase's); otherwise inconclusive (consistent with 0, but too uncertain).
 The convex bound's own prediction (gamma* of the family's shape at each T, analysis.bound) is printed
-beside it as `bound xi` (about 1/2 for a schedule whose shape is fixed in t/T).
+beside it (about 1/2 for a schedule whose shape is fixed in t/T).
 Exit status 1 when a family has fewer than 2 horizons with a determined optimum (the message names
 the horizons and what each is missing). Tests: python -m pytest tests/test_horizon.py
 """
