@@ -184,7 +184,7 @@ def settings(small: bool) -> dict:
         if small:
             N, C_hi = lattice(2, 96), {"optimal": 6144, "constant": 12288}
         else:
-            N, C_hi = lattice(2, 512), {"optimal": 196608, "constant": 786432}
+            N, C_hi = lattice(2, 768), {"optimal": 786432, "constant": 786432}
         out[phase] = {s: Grid(N=tuple(N), C=tuple(lattice(24, C_hi[s], 3))) for s in SCHEDULES}
     return out
 
