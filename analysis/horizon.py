@@ -57,7 +57,7 @@ HARD_BAND = 0.15      # hard: xi + t se below this; over the paper's 15k-50k ste
 @dataclass
 class HorizonFit:
     """One family: its sweeps by horizon, the optima used, the fitted exponent and the verdict."""
-    family: str
+    family: str                                    # the schedule in words, then the model and data
     sweeps: list                                   # analysis.advise.Sweep, one per horizon, by T
     used: list = field(default_factory=list)       # indices into sweeps of the horizons fitted
     log_opt: np.ndarray = None                     # log eta* per sweep (NaN where not used)
@@ -72,6 +72,8 @@ class HorizonFit:
     bound_xi: float = np.nan                       # the convex bound's exponent for this family
     phase: str = "undetermined"                    # easy / hard / neither / inconclusive / undetermined
     verdict: str = ""
+    schedule: str = ""                             # the family's name in parts: the schedule in words,
+    setup: str = ""                                # and the model and data keys its runs share
 
     @property
     def horizons(self) -> list[int]:
@@ -103,15 +105,14 @@ def log_optimum_se(fit, residual_variance: float) -> float:
     return float(np.sqrt(residual_variance * grad @ np.linalg.solve(J.T @ J, grad)))
 
 
-def _family_sweeps(runs, max_loss, tolerance, max_extrapolation) -> dict[str, list]:
+def _family_sweeps(runs, max_loss, tolerance, max_extrapolation) -> dict[tuple[str, str], list]:
     """The LR sweeps among runs (analysis.advise.sweep_groups, make_sweep) grouped by family: the schedule
     in words, warmup included, and the model and data keys the runs record (the groups' `by`)."""
     families = {}
     for group in advise.sweep_groups(runs, tolerance):
         sweep = advise.make_sweep(group.runs, max_loss, max_extrapolation, name=group.name)
         setup = ", ".join(f"{key}={value}" for key, value in sorted(group.by.items()))
-        name = describe(group.config, warmup=True) + (f" ({setup})" if setup else "")
-        families.setdefault(name, []).append(sweep)
+        families.setdefault((describe(group.config, warmup=True), setup), []).append(sweep)
     return families
 
 
@@ -180,11 +181,12 @@ def horizon_fits(runs, max_loss=None, tolerance=0.01, max_extrapolation=1.0, str
     bracketed optima only; strict: only those whose best run is inside too (best_run_inside).
     bound=False skips the convex bound's exponent (it builds every schedule)."""
     fits = []
-    for family, sweeps in sorted(_family_sweeps(runs, max_loss, tolerance, max_extrapolation).items()):
+    for (schedule, setup), sweeps in sorted(_family_sweeps(runs, max_loss, tolerance, max_extrapolation).items()):
         sweeps = sorted(sweeps, key=lambda s: s.config["total_steps"])
         used = [i for i, s in enumerate(sweeps) if s.status != "undetermined" and (best_run_inside(s) or not strict)]
-        # Residual variance of final losses, pooled over the used sweeps (each fit has 3 parameters).
-        fitted = [sweeps[i].fit for i in used]
+        # Residual variance of final losses, pooled over the sweeps with a determined optimum (used or left
+        # out by --strict; an undetermined fit sits on its A, B >= 0 bounds), each fit with 3 parameters.
+        fitted = [s.fit for s in sweeps if s.status != "undetermined"]
         sse = sum(float(((f.losses - f.predict(f.lrs)) ** 2).sum()) for f in fitted)
         dof = sum(len(f.lrs) - 3 for f in fitted)
         s2 = sse / dof if dof > 0 else np.nan
@@ -193,7 +195,8 @@ def horizon_fits(runs, max_loss=None, tolerance=0.01, max_extrapolation=1.0, str
         for i in used:
             log_opt[i] = np.log(sweeps[i].optimum)
             log_se[i] = log_optimum_se(sweeps[i].fit, s2) if dof > 0 else np.nan
-        fit = HorizonFit(family, sweeps, used, log_opt, log_se, residual_dof=dof)
+        fit = HorizonFit(schedule + (f" ({setup})" if setup else ""), sweeps, used, log_opt, log_se,
+                         residual_dof=dof, schedule=schedule, setup=setup)
         if len(used) >= 2:
             T = [fit.horizons[i] for i in used]
             fit.xi, fit.se, fit.c, fit.chi2_dof, fit.se_from = fit_exponent(T, log_opt[used], log_se[used])
@@ -237,6 +240,8 @@ def plot_horizon(fits, path, title="best peak LR vs horizon") -> list[Path]:
 
     fig = Figure(figsize=(6.5, 4.2))
     ax = fig.add_subplot()
+    setups = {fit.setup for fit in fits}
+    common = setups.pop() if len(setups) == 1 else None     # said once, in the title
     for fit, color in zip(fits, category_colors(len(fits))):
         for T, sweep in zip(fit.horizons, fit.sweeps):
             ax.plot([T] * len(sweep.lrs), sweep.lrs, "o", ms=4, color=color, alpha=0.35, mfc="none")
@@ -244,11 +249,11 @@ def plot_horizon(fits, path, title="best peak LR vs horizon") -> list[Path]:
         T = np.array([fit.horizons[i] for i in used], dtype=float)
         opt, se = np.exp(fit.log_opt[used]), np.nan_to_num(fit.log_se[used])
         ax.errorbar(T, opt, yerr=[opt - opt * np.exp(-se), opt * np.exp(se) - opt], fmt="o", ms=5, capsize=3,
-                    color=color, label=textwrap.fill(f"{fit.family}: eta* +- se", 90))
+                    color=color, label=textwrap.fill(fit.schedule if common is not None else fit.family, 90)
+                    + (f": xi = {fit.xi:.3f} +- {fit.se:.3f} ({fit.phase})" if np.isfinite(fit.xi) else ""))
         if np.isfinite(fit.xi):
             grid = np.geomspace(T.min(), T.max(), 50)
-            ax.plot(grid, np.exp(fit.c) * grid ** -fit.xi, "--", color=color, lw=1.2,
-                    label=f"fit eta* ~ T^-xi: xi = {fit.xi:.3f} +- {fit.se:.3f} ({fit.phase})")
+            ax.plot(grid, np.exp(fit.c) * grid ** -fit.xi, "--", color=color, lw=1.2)
     horizons = sorted({T for fit in fits for T in fit.horizons})
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -256,10 +261,11 @@ def plot_horizon(fits, path, title="best peak LR vs horizon") -> list[Path]:
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("horizon T (steps)")
     ax.set_ylabel("peak LR")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title + (f" ({common})" if common else ""), fontsize=9)
     ax.grid(alpha=0.3, which="both")
     swept = Line2D([], [], ls="", marker="o", mfc="none", color="gray", alpha=0.5, label="swept LRs")
-    ax.legend(handles=[*ax.get_legend_handles_labels()[0], swept], fontsize=6, loc="upper center",
+    fitted = Line2D([], [], ls="--", color="gray", label="fit eta* = exp(c) T^-xi (WLS); bars: eta* +- 1 se")
+    ax.legend(handles=[*ax.get_legend_handles_labels()[0], fitted, swept], fontsize=6, loc="upper center",
               bbox_to_anchor=(0.5, -0.14))
     return fig if path is None else save_figure(fig, path)
 
