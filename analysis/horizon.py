@@ -45,6 +45,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.stats import t as student_t
 
 from analysis import advise
 from analysis.bound import optimal_lr
@@ -139,8 +140,6 @@ def fit_exponent(T, log_opt, log_se):
 def classify(xi: float, se: float, n: int, dof: int) -> tuple[str, str]:
     """(phase, verdict in words) from the fitted exponent, its standard error (resting on `dof` degrees of
     freedom) and the number of horizons n."""
-    from scipy.stats import t as student_t
-
     band = HARD_BAND
     if not np.isfinite(se) or dof < 1:
         return "undetermined", (f"no uncertainty for xi = {xi:.3f}: give a sweep >= 4 LRs (a residual) or a "
@@ -154,7 +153,8 @@ def classify(xi: float, se: float, n: int, dof: int) -> tuple[str, str]:
                            "horizons (neither Bordelon-Mori phase has that)")
     if xi + z * se < band:
         return "hard", (f"hard phase: the base LR transfers across horizons, xi = {xi:.3f} +- {se:.3f} is within "
-                        f"{z:.2f} se of 0 and below {band:g} over {n} horizons (Bordelon-Mori: anneal, keep eta)")
+                        f"{z:.2f} se of 0 and xi + {z:.2f} se = {xi + z * se:.2f} < {band:g}, over {n} horizons "
+                        "(Bordelon-Mori: anneal, keep the base LR)")
     return "inconclusive", (f"inconclusive: xi = {xi:.3f} +- {se:.3f} is consistent with 0 but also with up to "
                             f"{xi + z * se:.2f}; add horizons (a wider T range) or LRs around the optima")
 

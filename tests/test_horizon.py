@@ -174,3 +174,17 @@ def test_a_fit_inside_the_sweep_with_its_best_run_at_the_edge_is_flagged_and_lef
     with pytest.raises(SystemExit) as stop:
         advise_horizon(["--runs", runs, "--no-plot", "--strict"])
     assert "T=1000: the best run is at an edge of the swept LRs (--strict)" in str(stop.value.code)
+
+
+def test_verdict_thresholds_are_the_student_t_quantile():
+    """At 2 dof the 97.5% quantile of Student's t is (2p - 1)/sqrt(2p(1 - p)) with p = 0.975, i.e. 4.3027:
+    xi = 1 is significant just above that many se, not just below; xi + t se against HARD_BAND for hard."""
+    p = 0.975
+    t2 = (2 * p - 1) / np.sqrt(2 * p * (1 - p))
+    assert horizon.classify(1.0, 1 / t2 * 0.999, n=4, dof=2)[0] == "easy"
+    assert horizon.classify(1.0, 1 / t2 * 1.001, n=4, dof=2)[0] == "inconclusive"
+    assert horizon.classify(-1.0, 1 / t2 * 0.999, n=4, dof=2)[0] == "neither"
+    se = horizon.HARD_BAND / t2
+    assert horizon.classify(0.0, se * 0.999, n=4, dof=2)[0] == "hard"
+    assert horizon.classify(0.0, se * 1.001, n=4, dof=2)[0] == "inconclusive"
+    assert horizon.classify(0.3, np.nan, n=2, dof=0)[0] == "undetermined"
