@@ -42,6 +42,8 @@ def test_export_loads_through_from_array_and_is_the_resampled_optimum(tmp_path, 
     overrides = next(line for line in printed.splitlines() if "schedule=from_array" in line).split()
     assert overrides == ["schedule=from_array", f"schedule.source={out.resolve()}", "trainer.max_steps=1000"]
     assert "easy phase: a = 3.5, b = 2" in printed
+    half = int(np.flatnonzero(expected < 0.5)[0])              # the easy optimum decays from an early peak
+    assert f"half the peak from step {half:,} ({half / 1000:.3f} T)" in " ".join(printed.split())  # unwrapped
 
 
 def test_phase_hard_at_the_model_horizon_is_the_normalized_optimum(tmp_path, capsys):
