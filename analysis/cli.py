@@ -6,6 +6,8 @@
     python -m analysis advise extend --run outputs/runs/<run> --steps 100000
     # sweep: empirical optimum per schedule and horizon vs the theory's prediction
     python -m analysis advise sweep --runs 'outputs/multiruns/<date>/*'
+    # horizon: how the best LR scales with T across sweeps at several horizons (Bordelon-Mori phase)
+    python -m analysis advise horizon --runs 'sweeps/T*/*'
     # refine: a schedule from a run's gradient norms (analysis/refine.py owns the subcommand)
     python -m analysis refine outputs/runs/<run> --optimizer adam --steps 5000
 
@@ -26,7 +28,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from analysis import advise, plots, refine
+from analysis import advise, horizon, plots, refine
 from analysis.extend import cmd_extend
 from analysis.fit import G_MODELS, fit_bound
 from analysis.groups import describe, same_shape
@@ -339,6 +341,7 @@ def build_parser():
     grouping(p)
     common(p, "sweep")
     p.set_defaults(func=cmd_sweep)
+    horizon.add_parser(modes)      # analysis/horizon.py owns `advise horizon`
     refine.add_parser(commands)
     return parser
 
