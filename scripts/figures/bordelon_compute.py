@@ -15,7 +15,8 @@ Derived exponents. Write the residual as the sum of two power laws,
     R(N, T) ~ A T^-z + B N^-(a-1),
 the horizon law of the schedule when N does not limit it (z = min((a-1)/a, (a-1)/b) for the optimal
 schedule, z = (a-1)/(a+b-1) for the best constant LR) plus the tail, sum_{k>N} k^-a ~ N^-(a-1)/(a-1).
-(The N learned modes themselves only add a variance ~ sigma^2 N / T, of smaller order at the optimum.)
+(Annealed to the end, the N learned modes add a variance ~ sigma^2 N / T: at N* ~ T^(1/a) it is of
+the order of the easy horizon term, changing only the prefactor, and in the hard phase it is smaller.)
 At fixed C put T = C / N; then dR/dlog N = z A T^-z - (a-1) B N^-(a-1) = 0, so both terms are of the
 same order at the optimum: N* ~ T^(z/(a-1)), C = N* T ~ T^(1 + z/(a-1)), and
     R* ~ T^-z ~ C^-chi,   chi = z (a-1) / (a - 1 + z).
@@ -205,6 +206,8 @@ def make(ctx):
             data = scan(a, b, schedule, grid)
             numbers["seconds"][f"{phase}/{schedule}"] = time.perf_counter() - tic
             fit = fit_frontier(data["frontier"], (FIT_FROM, np.inf))
+            # the local slope at the large-C end: the last decade of fitted points (closer to the asymptote)
+            fit["last_decade"] = fit_frontier(data["frontier"], (fit["C_range"][1] / 10, np.inf))["fit"]
             key = "frontier" if schedule == "optimal" else "frontier_constant"
             numbers["exponents"][phase][key] = {**fit, "target": compute_exponent(a, b, schedule)}
             numbers["exponents"][phase]["N_star" if schedule == "optimal" else "N_star_constant"] = fit_optimal_N(
