@@ -86,6 +86,16 @@ def test_frontier_is_the_lower_envelope_of_the_per_N_curves():
                 assert (R, N) == min(at_C[C]), (phase, schedule, C)
 
 
+def test_more_steps_never_hurt_the_optimal_schedule():
+    """Along a per-N curve T grows; the optimum over T + k steps can idle (eta = 0 leaves every mode
+    unchanged), so L*_T is non-increasing in T: the stored excess must not rise along any curve."""
+    _, numbers = small_figure()
+    for phase, data in numbers["phases"].items():
+        for N, curve in data["optimal"]["curves"].items():
+            excess = np.asarray(curve["excess"])
+            assert np.all(np.diff(excess) <= 1e-12 * excess[:-1]), (phase, N)
+
+
 def test_pruned_scan_equals_the_full_table():
     """Dropping rows that lie `keep` times above the frontier does not change the frontier."""
     grid = bm.Grid(N=tuple(bm.lattice(2, 32)), C=tuple(bm.lattice(24, 1536, 3)))
