@@ -40,7 +40,6 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import minimize_scalar
 from scipy.special import zeta as hurwitz_zeta
 from scipy.stats import linregress
 
