@@ -11,7 +11,7 @@ import pytest
 
 from analysis.bound import bound, optimal_lr
 from analysis.bound_schedule import bound_gradient, linear_gap, linear_reference, optimal_bound_schedule
-from analysis.random_features import PowerLawModel, optimal_schedule
+from analysis.random_features import PowerLawModel, best_constant, optimal_schedule
 from scripts.figures import bordelon_shapes
 from scripts.figures.common import Context, to_jsonable
 
@@ -131,3 +131,11 @@ def test_bm_shapes_figure_plots_the_modules_optima():
         own = "bound" if problem == "bound" else problem
         assert ratios[own] == pytest.approx(1.0, abs=1e-4)
         assert min(ratios.values()) > 1.0 - 1e-4, ratios
+
+
+def test_bm_shapes_tuned_peak_of_a_constant_is_the_best_constant():
+    # the figure's peak search on a constant shape is analysis.random_features.best_constant's problem
+    model = PowerLawModel(N=80, a=3.5, b=2.0, batch=5, sigma=0.5)
+    peak, loss = bordelon_shapes.tuned_rf_loss(model, np.ones(150))
+    eta, best = best_constant(model, 150)
+    assert loss == pytest.approx(best, rel=1e-8) and peak == pytest.approx(eta, rel=1e-3)
