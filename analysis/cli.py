@@ -1,4 +1,4 @@
-"""`python -m analysis advise|refine ...`: LR advice from runs, as tables and Hydra overrides; refined schedules.
+"""`python -m analysis advise|refine|random-features ...`: LR advice from runs, as tables and Hydra overrides; schedules refined or derived.
 
     # transfer: the tuned LR of one schedule -> the LR of others at the same horizon
     python -m analysis advise transfer --runs 'sweep/wsd02_*' --set cooldown_fraction=0.1,0.4 --target linear
@@ -10,6 +10,8 @@
     python -m analysis advise horizon --runs 'sweeps/T*/*'
     # refine: a schedule from a run's gradient norms (analysis/refine.py owns the subcommand)
     python -m analysis refine outputs/runs/<run> --optimizer adam --steps 5000
+    # random-features export: the Bordelon-Mori optimal schedule as a from_array file (analysis/random_features_cli.py)
+    python -m analysis random-features export --phase hard --horizon 20000 --out outputs/rf/hard.npy
 
 --runs / --target-runs: globs (quoted) of anything analysis.runs.load reads; failed launches are
 skipped, diverged runs and runs without a final loss left out, each with a note. The source LR is
@@ -28,7 +30,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from analysis import advise, horizon, plots, refine
+from analysis import advise, horizon, plots, random_features_cli, refine
 from analysis.extend import cmd_extend
 from analysis.fit import G_MODELS, fit_bound
 from analysis.groups import describe, same_shape
@@ -343,6 +345,7 @@ def build_parser():
     p.set_defaults(func=cmd_sweep)
     horizon.add_parser(modes)      # analysis/horizon.py owns `advise horizon`
     refine.add_parser(commands)
+    random_features_cli.add_parser(commands)   # analysis/random_features_cli.py owns `random-features`
     return parser
 
 
