@@ -1,4 +1,5 @@
-"""`python -m analysis advise|refine|random-features ...`: LR advice from runs, as tables and Hydra overrides; schedules refined or derived.
+"""`python -m analysis advise|refine|random-features ...`: LR advice from runs (tables and Hydra overrides);
+schedules refined from gradient norms or derived from the Bordelon-Mori model.
 
     # transfer: the tuned LR of one schedule -> the LR of others at the same horizon
     python -m analysis advise transfer --runs 'sweep/wsd02_*' --set cooldown_fraction=0.1,0.4 --target linear
