@@ -1,8 +1,10 @@
-"""Reproduce the figures of Schaipp et al. (ICML 2025), headless on CPU.
+"""Reproduce the figures of the papers this project implements, headless on CPU: Schaipp et al. (ICML 2025,
+fig1a..fig21) and Bordelon & Mori (the random-feature model, bm2..bm5 and bm_shapes).
 
     python -m scripts.reproduce --list                    # the figures, one line each
-    python -m scripts.reproduce --figure fig3 --figure fig11 [--out outputs/figures]
-    python -m scripts.reproduce --all                     # every figure (<= 10 minutes on 2 cores)
+    python -m scripts.reproduce --figure fig3 --figure bm2 [--out outputs/figures]
+    python -m scripts.reproduce --all                     # every figure of both papers
+    python -m scripts.reproduce --all --paper bordelon-mori   # one paper's figures
     python -m scripts.reproduce --all --logs outputs/multiruns/2026-11-24_10-00-00   # real-data figures from your runs
     python -m scripts.reproduce --all --small             # reduced settings (what the tests run)
 
@@ -16,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from scripts.figures import ALL
+from scripts.figures import ALL, PAPERS
 from scripts.figures.common import PAPER_LOGS, Context, write
 
 
@@ -31,17 +33,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--logs", default=str(PAPER_LOGS),
                         help="logs of the real-data figures: the paper's JSON logs or run directories "
                              "(default: the logs shipped in tests/data/paper_logs)")
+    parser.add_argument("--paper", choices=sorted(PAPERS), default=None,
+                        help="with --all or --list: only this paper's figures")
     parser.add_argument("--small", action="store_true", help="reduced settings, for a quick check")
     return parser
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    chosen = {spec.name: spec for spec in PAPERS[args.paper]} if args.paper else ALL
+    if args.figure and args.paper:
+        raise SystemExit("--paper selects the figures of --all or --list; with --figure name the figures instead")
     if args.list:
-        for spec in ALL.values():
+        for spec in chosen.values():
             print(f"{spec.name:<8} {'[needs logs] ' if spec.needs_logs else ''}{spec.caption}")
         return 0
-    names = list(ALL) if args.all else args.figure
+    names = list(chosen) if args.all else args.figure
     unknown = [n for n in names if n not in ALL]
     if unknown:
         raise SystemExit(f"unknown figure(s) {unknown}; `python -m scripts.reproduce --list` names them all")
