@@ -72,9 +72,10 @@ def test_control_agrees_with_autograd():
     assert np.all((e1 >= 0) & (e1 <= 1))
 
 
-@pytest.mark.parametrize("a,b", [(3.5, 5.0), (3.5, 2.0), (2.0, 1.5)])
-def test_optimum_beats_baselines(a, b):
-    model = PowerLawModel(N=40, a=a, b=b)
+@pytest.mark.parametrize("a,b,sigma", [(3.5, 5.0, 0.0), (3.5, 2.0, 0.0), (2.0, 1.5, 0.0), (3.5, 5.0, 0.5),
+                                        (3.5, 2.0, 0.5)])
+def test_optimum_beats_baselines(a, b, sigma):
+    model = PowerLawModel(N=40, a=a, b=b, sigma=sigma)
     T = 200
     _, lopt = optimal_schedule(model, T)
     _, lc = best_constant(model, T)
