@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+from tqdm import tqdm
 
 from analysis.random_features import PowerLawModel, optimal_schedule
 from analysis.random_features_momentum import ema_form, optimal_momentum_schedule
@@ -32,7 +33,7 @@ def settings(small: bool) -> dict:
     """Horizons and L-BFGS-B iterations: the full run takes minutes, the small one well under 30 s."""
     if small:
         return {"horizons": [50, 100, 200], "max_iter": 60}
-    return {"horizons": [100, 178, 316, 562, 1000], "max_iter": 300}
+    return {"horizons": [100, 178, 316, 562, 1000, 1778, 3162], "max_iter": 300}
 
 
 def model(phase: str) -> PowerLawModel:
@@ -53,7 +54,7 @@ def solve(phase: str, small: bool) -> dict:
     cfg, mdl = settings(small), model(phase)
     out = {"b": mdl.b, "N": mdl.N, "horizons": cfg["horizons"], "sgd": {"loss": [], "etas": {}},
            "momentum": {"loss": [], "etas": {}, "betas": {}, "eta_ema": {}, "beta_ema": {}}, "seconds": {}}
-    for T in cfg["horizons"]:
+    for T in tqdm(cfg["horizons"], desc=f"bm5 {phase} phase", unit="horizon", leave=False):
         t0 = time.perf_counter()
         etas, loss = optimal_schedule(mdl, T, tol=SGD_TOL)
         t1 = time.perf_counter()
