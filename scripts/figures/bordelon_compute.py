@@ -254,5 +254,5 @@ def _draw(ax, data, fit, target, schedule):
 
 FIGURES = [FigureSpec(
     "bm4", "Bordelon-Mori Fig. 4: residual loss (final excess + tail zeta(a, N+1)) vs compute C = N T per model size "
-    "N, the compute-optimal frontier's fitted exponent vs the derived 1/3 (easy) and 1/6 (hard); best constant LR beside",
+    "N, the compute-optimal frontier's fitted exponent vs the derived 1/3 (easy), 1/6 (hard); best constant LR beside",
     make)]
