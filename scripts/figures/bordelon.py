@@ -92,9 +92,9 @@ def scaling(phase: str, N: int, horizons, schedules=SCHEDULES) -> dict:
     return out
 
 
-def anneal_start(etas, eta_max: float = ETA_MAX) -> int:
-    """t_s: the number of leading steps with eta >= LEVEL eta_max (the stable phase); the anneal is t >= t_s."""
-    high = np.asarray(etas) >= LEVEL * eta_max
+def anneal_start(etas, eta_max: float = ETA_MAX, level: float = LEVEL) -> int:
+    """t_s: the number of leading steps with eta >= level eta_max (the stable phase); the anneal is t >= t_s."""
+    high = np.asarray(etas) >= level * eta_max
     return int(np.argmin(high)) if not high.all() else high.size
 
 
@@ -106,7 +106,10 @@ def window_shape(schedules: dict) -> dict:
     if min(frac) <= 0:
         raise ValueError("a schedule never leaves eta_max: no anneal window to fit")
     fit = fit_exponent(Ts, frac)
-    return {"definition": f"t_s = number of leading steps with eta >= {LEVEL} eta_max; fraction = 1 - t_s/T",
+    # the same fraction with t_s read at lower levels, to show whether the exponent hinges on the 0.99
+    other = {lv: [1 - anneal_start(schedules[T], level=lv) / T for T in Ts] for lv in (0.5, 0.1)}
+    return {"other_levels": {lv: {"fraction": f, "exponent": -fit_exponent(Ts, f)["fit"]} for lv, f in other.items()},
+            "definition": f"t_s = number of leading steps with eta >= {LEVEL} eta_max; fraction = 1 - t_s/T",
             "horizons": Ts, "t_s": t_s, "fraction": frac, "exponent": -fit["fit"], "T_range": fit["T_range"],
             "derived": targets(A, PHASES["hard"])["window_fraction"]}
 
@@ -211,7 +214,7 @@ def bm3(ctx):
         entry = {"b": PHASES[phase], "t": t, "eta": etas, "bias": bias, "variance": var, "loss": d["loss"][T]}
         ax.plot(t + 1, d["loss"][T], color="k", lw=2, label="excess loss $L(t)$")
         ax.plot(t + 1, bias, color="tab:blue", label="bias")
-        ax.plot(t + 1, var, color="tab:red", label="variance")
+        ax.plot(t[1:] + 1, var[1:], color="tab:red", label="variance")      # 0 at t = 0: off a log axis
         if phase == "hard":
             entry["t_s"] = anneal_start(etas)
             ax.axvline(entry["t_s"] + 1, color="0.5", ls=":", label=f"$t_s$ = {entry['t_s']} (anneal starts)")
