@@ -16,13 +16,16 @@ Tests: python -m pytest -q tests/test_random_features.py -p no:cacheprovider
 Speed of the control method (relaxed sweeps, omega = 1.5, backtracking; stops on L(T)): one sweep is a
 backward pass (2 dot products + 3 in-place ops per step) and a forward pass with all steps' factors A
 built at once. N = 1000, T = 10^4, a = 3.5, m = 5, eta_max = 1, defaults, CPU seconds of one process
-(the 2 cores ran 8-11 processes, so wall clock was 2.5-6x larger), before (529faea: damping 0.5,
-stop on the schedule only) -> after, same L(T) to 1e-13:
-    hard b = 5, sigma = 0:    264.9 s -> 16.8 s     hard b = 5, sigma = 0.5: (timing) s -> 18.5 s
-    easy b = 2, sigma = 0:    (timing) s -> 11.1 s     easy b = 2, sigma = 0.5: (timing) s -> 7.9 s
-optimal_schedules over T = 100..10^4 (9 log-spaced, sigma = 0.5): hard 30.7 s, easy 17.5 s CPU. Warm
-starts save ~20% of the sweeps only (45 instead of 55 at T = 3162): convergence is linear, and
-a start 1% off L(T) still needs most sweeps of one 100% off. To measure one case (nice -n 10 on a shared box):
+(2 cores shared by 5-9 processes; wall clock in brackets), before (529faea: damping 0.5, stop on the
+schedule only) -> after, the same L(T) to 1e-13:
+    hard b = 5, sigma = 0:   264.9 (646) -> 13.8 (21)    hard b = 5, sigma = 0.5: 317.3 (665) -> 18.7 (28)
+    easy b = 2, sigma = 0:    96.1 (109) -> 12.1 (18)    easy b = 2, sigma = 0.5:  60.3 (88) -> 8.3 (13)
+ftol = 1e-8 instead of 1e-12: hard sigma = 0.5 in 12.9 s, L(T) within 1e-9. optimal_schedules over
+T = 100..10^4 (9 log-spaced, sigma = 0.5): hard 30.7 s, easy 17.5 s CPU. Warm starts save few sweeps
+(hard 45 instead of 55 at T = 3162, easy 24 instead of 25): convergence is linear and fast, so
+a start 1% off L(T) still needs most sweeps of one 100% off. excess_loss keeps only the current
+per-mode state: best_power_law(N = 1000, T = 1000) 1.5 s, was 8.2 s and an (S, T + 1, N) array.
+To measure one case (nice -n 10 on a shared box):
     python -c "import time; from analysis.random_features import *; m = PowerLawModel(N=1000, a=3.5, b=5.0,
     sigma=0.5); t = time.process_time(); print(optimal_schedule(m, 10**4)[1], time.process_time() - t)"
 """
@@ -78,7 +81,8 @@ def _as_etas(etas) -> np.ndarray:
 
 
 def _coefficients(model: PowerLawModel):
-    """lambda, lambda^2, and C (N, 3) with A_k(eta) = C_k . (1, eta, eta^2) = 1 - 2 eta lambda_k + (1 + 1/m) eta^2 lambda_k^2."""
+    """lambda, lambda^2 and C of shape (N, 3): A_k(eta) = C_k . (1, eta, eta^2)
+    = 1 - 2 eta lambda_k + (1 + 1/m) eta^2 lambda_k^2."""
     lam = model.lambdas
     lam2 = lam * lam
     return lam, lam2, np.stack([np.ones_like(lam), -2 * lam, (1 + 1 / model.batch) * lam2], axis=1)
