@@ -182,3 +182,16 @@ def test_hard_phase_bias_falls_before_t_s_variance_during_the_anneal():
     assert bias[early] - bias[t_s] > var[early] - var[t_s]
     assert var[t_s] / var[-1] > 10 and bias[t_s] / bias[-1] < 1.2              # the anneal: variance falls
     assert np.all(np.diff(var[t_s:]) <= 1e-12)
+
+
+def test_bad_input_names_the_problem():
+    with pytest.raises(ValueError, match="phase="):
+        bordelon.model("medium", 100)
+    with pytest.raises(ValueError, match="as many horizons"):
+        bordelon.fit_exponent([100, 200], [1.0])
+    with pytest.raises(ValueError, match="add horizons"):
+        bordelon.fit_exponent([10, 1000], [1.0, 0.1])             # only T = 1000 in the top decade
+    with pytest.raises(ValueError, match=">= 5 horizons"):
+        bordelon.fit_exponent([100, 200, 400], [1.0, 0.7, 0.5], log_correction=True)
+    with pytest.raises(ValueError, match="never leaves eta_max"):
+        bordelon.window_shape({100: np.ones(100), 200: np.ones(200)})
