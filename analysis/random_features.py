@@ -21,10 +21,12 @@ schedule only) -> after, the same L(T) to 1e-13:
     hard b = 5, sigma = 0:   264.9 (646) -> 13.8 (21)    hard b = 5, sigma = 0.5: 317.3 (665) -> 18.7 (28)
     easy b = 2, sigma = 0:    96.1 (109) -> 12.1 (18)    easy b = 2, sigma = 0.5:  60.3 (88) -> 8.3 (13)
 ftol = 1e-8 instead of 1e-12: hard sigma = 0.5 in 12.9 s, L(T) within 1e-9. optimal_schedules over
-T = 100..10^4 (9 log-spaced, sigma = 0.5): hard 30.7 s, easy 17.5 s CPU. Warm starts save few sweeps
-(hard 45 instead of 55 at T = 3162, easy 24 instead of 25): convergence is linear and fast, so
-a start 1% off L(T) still needs most sweeps of one 100% off. excess_loss keeps only the current
-per-mode state: best_power_law(N = 1000, T = 1000) 1.5 s, was 8.2 s and an (S, T + 1, N) array.
+T = 100..10^4 (9 log-spaced, sigma = 0.5): hard 35.1 s (94 s wall), easy 18.2 s (25 s). Warm starts
+save few sweeps (hard 45 instead of 55 at T = 3162, easy 24 instead of 25): convergence is linear and
+fast, so a start 1% off L(T) still needs most sweeps of one 100% off; Anderson mixing of the last 5
+sweeps, tried, saved 20% (42 vs 55 hard, 20 vs 25 easy at T = 3162) and was left out. Cold and warm
+optima agree (tests). excess_loss keeps only the current per-mode state: best_power_law(N = 1000,
+T = 1000) takes 1.5 s, was 8.2 s and an (S, T + 1, N) array.
 To measure one case (nice -n 10 on a shared box):
     python -c "import time; from analysis.random_features import *; m = PowerLawModel(N=1000, a=3.5, b=5.0,
     sigma=0.5); t = time.process_time(); print(optimal_schedule(m, 10**4)[1], time.process_time() - t)"
