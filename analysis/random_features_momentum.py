@@ -171,7 +171,7 @@ def _value_and_grad(model: PowerLawModel, etas: np.ndarray, betas: np.ndarray):
     return float(X[-1].sum()), g_eta, g_beta
 
 
-def optimal_momentum_schedule(model: PowerLawModel, T: int, beta_max: float = 0.999, start=None,
+def optimal_momentum_schedule(model: PowerLawModel, T: int, beta_max: float = 0.999, start=None, warm=None,
                               tol: float = 1e-12, max_iter: int = 3000):
     """(eta_t, beta_t) minimizing L(T) over eta in [0, eta_max], beta in [0, beta_max]; returns (etas, betas, L(T)).
 
@@ -179,6 +179,8 @@ def optimal_momentum_schedule(model: PowerLawModel, T: int, beta_max: float = 0.
     tol: L-BFGS-B's relative tolerance on log L(T) changes; max_iter bounds its iterations (per start).
     Two starts (the landscape is not convex), the better result is returned: SGD's schedule with beta = 0,
     and the same with beta = 0.5 over the last 15% of steps at the same effective LR eta/(1 - beta).
+    warm: (etas, betas) of another horizon's optimum, interpolated in t/T as a third start (a long
+    horizon's 2T-dimensional problem converges far from a cold start within a few hundred iterations).
     """
     _check_T(T)
     if not 0 <= beta_max < 1:
@@ -203,8 +205,16 @@ def optimal_momentum_schedule(model: PowerLawModel, T: int, beta_max: float = 0.
     x1 = x0.copy()
     x1[T - late : T] *= 1 - b_late
     x1[2 * T - late :] = b_late
+    starts = [x0, x1]
+    if warm is not None:
+        w_etas, w_betas = _as_pair(*warm)
+        if w_etas.ndim != 1:
+            raise ValueError("warm must be one (etas, betas) pair of shape (T',)")
+        u, grid = (np.arange(w_etas.size) + 0.5) / w_etas.size, (np.arange(T) + 0.5) / T
+        starts.append(np.concatenate([np.clip(np.interp(grid, u, w_etas), 0, model.eta_max),
+                                      np.clip(np.interp(grid, u, w_betas), 0, beta_max)]))
     candidates = [x0]
-    for x in (x0, x1):
+    for x in starts:
         r = minimize(f, x, jac=True, method="L-BFGS-B", bounds=bounds,
                      options={"maxiter": max_iter, "maxfun": 2 * max_iter, "ftol": tol, "gtol": 1e-12,
                               "maxcor": 30})

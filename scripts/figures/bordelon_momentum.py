@@ -50,7 +50,8 @@ def zeta_fit(horizons, losses) -> dict:
 
 
 def solve(phase: str, small: bool) -> dict:
-    """SGD's optimum and the joint (eta, beta) optimum started from it, for each horizon."""
+    """SGD's optimum and the joint (eta, beta) optimum for each horizon (started from SGD's, from SGD's
+    with late momentum and from the previous horizon's joint optimum)."""
     cfg, mdl = settings(small), model(phase)
     out = {"b": mdl.b, "N": mdl.N, "horizons": cfg["horizons"], "sgd": {"loss": [], "etas": {}},
            "momentum": {"loss": [], "etas": {}, "betas": {}, "eta_ema": {}, "beta_ema": {}}, "seconds": {}}
@@ -58,13 +59,15 @@ def solve(phase: str, small: bool) -> dict:
         t0 = time.perf_counter()
         etas, loss = optimal_schedule(mdl, T, tol=SGD_TOL)
         t1 = time.perf_counter()
-        m_etas, m_betas, m_loss = optimal_momentum_schedule(mdl, T, beta_max=BETA_MAX, start=etas,
+        mom = out["momentum"]
+        last = max(mom["etas"], default=None)             # warm start: the previous horizon's optimum
+        warm = (mom["etas"][last], mom["betas"][last]) if last else None
+        m_etas, m_betas, m_loss = optimal_momentum_schedule(mdl, T, beta_max=BETA_MAX, start=etas, warm=warm,
                                                             max_iter=cfg["max_iter"])
         eta_ema, beta_ema = ema_form(m_etas, m_betas)
         out["seconds"][T] = {"sgd": t1 - t0, "momentum": time.perf_counter() - t1}
         out["sgd"]["loss"].append(loss)
         out["sgd"]["etas"][T] = etas
-        mom = out["momentum"]
         mom["loss"].append(m_loss)
         mom["etas"][T], mom["betas"][T], mom["eta_ema"][T], mom["beta_ema"][T] = m_etas, m_betas, eta_ema, beta_ema
     return out
