@@ -2,13 +2,24 @@
 
 Panels: (a) easy phase (a = 3.5, b = 2) final excess loss vs T for the joint optimum and SGD's optimum;
 (b, c) the optimal beta_t and eta_t for several T; (d) the same scaling in the hard phase (b = 5);
-(e, f) the end of the hard-phase schedules: momentum and LR over the last steps. Fitted exponents
-zeta (L_T ~ T^-zeta, least squares on log-log over the horizons) go to numbers["exponents"][phase].
+(e, f) the hard-phase schedules against the steps left T - t (log axis: the end resolved). Fitted
+exponents zeta (L_T ~ T^-zeta, least squares on log-log over the horizons) go to numbers["exponents"][phase].
 
 Parameters as the paper's Fig. 2: m = 5, sigma = 0.5, eta_max = 1, a = 3.5; beta_max = 0.999. N = 300
 (easy) and N = 100 (hard): the modes beyond barely move within these T (lambda_k eta_eff T << 1) and
 carry sum_{k>N} k^-3.5 < 4e-6 of loss, far below L_T. Heavy-ball convention and the optimizer:
-analysis/random_features_momentum.py.
+analysis/random_features_momentum.py. Each horizon's joint optimum takes the best of three L-BFGS-B runs
+(from SGD's optimum, from it with late momentum, from the previous horizon's optimum), 300 iterations each.
+
+Measured (full settings, T = 100..3162, 7 horizons; 419 s on the shared 2-core machine at nice 10):
+  easy: zeta = 0.692 (SGD) and 0.691 (joint); the joint optimum gains a factor 1.006 at T = 100, 1.002 at
+        T = 3162: the same rate, as the paper's Fig. 5a says. Momentum is used over the first ~40% of
+        training (beta up to ~1, then decaying to 0) and switched off after.
+  hard: zeta = 0.515 (SGD) and 0.573 (joint) over T = 100..3162 (0.513 and 0.599 over T = 100..1000);
+        the joint loss is 1.60x lower at T = 100, 1.95x at T = 1000, 2.04x at T = 3162. Each joint loss
+        is that of a schedule found, an upper bound on the optimum; T = 1778 falls off the trend (1.81x),
+        so the largest horizons are not fully converged and the joint exponent is if anything larger.
+The small settings (T = 50, 100, 200; 60 iterations) build in ~12-25 s.
 
     python -m scripts.reproduce --figure bm5 [--small]
 """
@@ -75,7 +86,8 @@ def solve(phase: str, small: bool) -> dict:
 
 def _scaling(ax, d, phase, target, target_words):
     T = np.asarray(d["horizons"], float)
-    for key, style, words in (("sgd", "o--", "SGD, optimal $\\eta_t$"), ("momentum", "s-", "joint $(\\eta_t, \\beta_t)$")):
+    for key, style, words in (("sgd", "o--", "SGD, optimal $\\eta_t$"),
+                              ("momentum", "s-", "joint $(\\eta_t, \\beta_t)$")):
         fit = zeta_fit(T, d[key]["loss"])
         ax.plot(T, d[key]["loss"], style, ms=4, label=f"{words}: $\\zeta$ = {fit['zeta']:.3f}")
     ref = d["sgd"]["loss"][0] * (T / T[0]) ** -target
@@ -112,7 +124,7 @@ def bm5(ctx):
     _schedules(axes[1], easy, "betas", "Greens", "momentum $\\beta_t$", "(b) easy: optimal $\\beta_t$")
     _schedules(axes[2], easy, "etas", "Greens", "LR $\\eta_t$", "(c) easy: optimal $\\eta_t$", log=True)
     _scaling(axes[3], hard, "hard", (A_EXP - 1) / hard["b"], "(a-1)/b, SGD's optimal rate")
-    tail = 30 if ctx.small else 100
+    tail = max(hard["horizons"])                    # the whole run, on a log axis of the steps left
     _schedules(axes[4], hard, "betas", "Purples", "momentum $\\beta_t$", "(e) hard: $\\beta_t$ at the end", tail=tail,
                dashed="beta_ema")
     _schedules(axes[5], hard, "etas", "Purples", "LR $\\eta_t$", "(f) hard: $\\eta_t$ at the end", tail=tail, log=True)
