@@ -25,7 +25,7 @@ Optimum. L(T) is minimized over eta_t in [0, eta_max], beta_t in [0, beta_max] (
 low-dimensional parametrization) by scipy L-BFGS-B on log L(T), started at the SGD optimum
 (analysis.random_features.optimal_schedule) with beta = 0, so the result is never worse than SGD's.
 The gradient is the adjoint of the recursion (checked against torch float64 autograd in the tests;
-autograd's tape costs ~1 ms per step, the adjoint ~0.1 ms). The landscape is flat and not convex:
+autograd's tape costs ~1 ms per step, the adjoint ~0.03 ms at N = 100). The landscape is flat and not convex:
 schedules differing visibly (beta jumping between the cap and lower values mid-run) reach L(T) within
 ~1%, so read the shape, not single steps; at beta_max = 0.999 the cap binds mid-run in the hard phase.
 From beta = 0 alone L-BFGS-B stops with beta ~ 0 over the final steps; restarting from there with late
