@@ -129,8 +129,7 @@ def bm5(ctx):
     _scaling(axes[3], hard, "hard", (A_EXP - 1) / hard["b"], "(a-1)/b, SGD's optimal rate")
     tail = max(hard["horizons"])                    # the whole run, on a log axis of the steps left
     _schedules(axes[4], hard, "betas", "Purples", "momentum $\\beta_t$", "(e) hard: $\\beta_t$ vs steps left",
-               tail=tail,
-               dashed="beta_ema")
+               tail=tail, dashed="beta_ema")
     _schedules(axes[5], hard, "etas", "Purples", "LR $\\eta_t$", "(f) hard: $\\eta_t$ vs steps left",
                tail=tail, log=True)
     numbers = {"params": {"a": A_EXP, "batch": BATCH, "sigma": SIGMA, "eta_max": ETA_MAX, "beta_max": BETA_MAX,
