@@ -195,3 +195,16 @@ def test_bad_input_names_the_problem():
         bordelon.fit_exponent([100, 200, 400], [1.0, 0.7, 0.5], log_correction=True)
     with pytest.raises(ValueError, match="never leaves eta_max"):
         bordelon.window_shape({100: np.ones(100), 200: np.ones(200)})
+
+
+def test_reproduce_lists_each_paper_s_figures(capsys):
+    """`--list --paper bordelon-mori` names exactly the Bordelon-Mori figures; `--paper` with `--figure` is refused."""
+    from scripts import reproduce
+    assert reproduce.main(["--list", "--paper", "bordelon-mori"]) == 0
+    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert listed == ["bm2", "bm3", "bm4", "bm5", "bm_shapes"]
+    assert reproduce.main(["--list", "--paper", "schaipp"]) == 0
+    schaipp = {line.split()[0] for line in capsys.readouterr().out.splitlines()}
+    assert "fig2" in schaipp and not schaipp & set(listed)
+    with pytest.raises(SystemExit, match="--paper selects"):
+        reproduce.main(["--figure", "bm2", "--paper", "schaipp"])
