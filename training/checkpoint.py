@@ -20,6 +20,9 @@ later rerun continues the run started last.
     python -m training.checkpoint verify <checkpoint dir>...            # check manifests
     python -m training.checkpoint upgrade --trust <checkpoint dir>...   # convert a pre-manifest one
 
+`load("hf:DIR")` (trainer.init_from=hf:DIR) reads a local Hugging Face Llama folder (models/hf.py) as
+a start of weights only: step 0, no optimizer, loader or RNG state, so `restore` leaves those fresh.
+
 Tested by tests/test_checkpoint_safety.py and tests/test_train.py.
 """
 
@@ -164,6 +167,10 @@ def _named_optimizer_state(saved: dict, model, optimizer) -> dict:
 def restore(state: dict, model, optimizer, loader, schedule=None) -> None:
     """Load a checkpoint's state into freshly built, already parallelized parts (model on its device;
     under FSDP each rank keeps its shard of the full tensors)."""
+    if state.get("hf_model") is not None:  # weights of a Hugging Face folder: the optimizer etc. stay fresh
+        from models.hf import restore_weights
+
+        return restore_weights(state, model)
     optim_state = state["optimizer"]
     if any(isinstance(k, int) for k in optim_state["state"]):
         optim_state = _named_optimizer_state(optim_state, model, optimizer)
@@ -274,7 +281,11 @@ def save(run_dir: str | Path, state: dict, config: DictConfig, keep: int | None 
 
 def load(path: str | Path) -> dict:
     """Load a checkpoint directory (or its state.pt): verified against its manifest, unpickled with
-    weights_only=True. Clear errors for missing, corrupt or unsafe files."""
+    weights_only=True. Clear errors for missing, corrupt or unsafe files. "hf:DIR": models.hf.start_state(DIR)."""
+    if str(path).startswith("hf:"):
+        from models.hf import hf_dir, start_state
+
+        return start_state(hf_dir(str(path)))
     path = Path(path)
     state_file = path / STATE_FILE if path.is_dir() else path
     if not state_file.is_file():

@@ -155,7 +155,10 @@ def check_resume(recorded: DictConfig | dict, cfg: DictConfig | dict, step: int)
 def with_new_hyperparameters(saved: dict, optimizer) -> dict:
     """A copy of the optimizer state dict `saved` (the parent's) whose param-group settings (betas,
     weight decay, eps, ...) are those of `optimizer` (built from the branch's config): loading it keeps
-    the parent's moments and step counts but trains with the branch's hyperparameters."""
+    the parent's moments and step counts but trains with the branch's hyperparameters. None (a start
+    from a Hugging Face folder, trainer.init_from=hf:DIR, has weights only) stays None: a fresh optimizer."""
+    if saved is None:
+        return None
     fresh = optimizer.state_dict()["param_groups"]
     groups = saved["param_groups"]
     if len(groups) != len(fresh) or any(len(g["params"]) != len(f["params"]) for g, f in zip(groups, fresh)):
