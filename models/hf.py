@@ -43,8 +43,9 @@ _FIELDS = {"vocab_size": "vocab_size", "n_layer": "num_hidden_layers", "n_head":
 _COMPARED = ("vocab_size", "n_layer", "n_head", "d_model", "mlp_hidden", "rope_theta", "norm_eps")
 
 
-def hf_config(config, **token_ids):
-    """A transformers.LlamaConfig for our LlamaConfig `config` (token ids such as eos_token_id pass through)."""
+def hf_config(config, **extra):
+    """A transformers.LlamaConfig for our LlamaConfig `config`; `extra` (eos_token_id=..., attn_implementation=...)
+    passes through."""
     from transformers import LlamaConfig
 
     return LlamaConfig(
@@ -53,7 +54,7 @@ def hf_config(config, **token_ids):
         head_dim=config.head_dim, max_position_embeddings=config.max_seq_len, rms_norm_eps=config.norm_eps,
         hidden_act="silu", rope_parameters={"rope_type": "default", "rope_theta": config.rope_theta},
         tie_word_embeddings=True, attention_bias=False, mlp_bias=False, attention_dropout=0.0,
-        initializer_range=config.init_std, torch_dtype="float32", **token_ids)
+        initializer_range=config.init_std, dtype="float32", **extra)
 
 
 def _rope_theta(config) -> float:

@@ -1,7 +1,7 @@
 """Tests of the Llama model (models/llama.py), its plain-torch op references and configs/model/*.yaml.
 
 References: the paper's parameter counts, Hugging Face transformers' LlamaForCausalLM with the same
-weights, F.cross_entropy on the logits, a complex-number RoPE, closed-form formulas.
+weights (mapped by models/hf.py), F.cross_entropy on the logits, a complex-number RoPE, closed-form formulas.
 Run: python -m pytest tests/test_model.py -q   (~10 s on 2 cores)
 """
 
@@ -72,23 +72,13 @@ def test_swiglu_hidden_formula(d_model, hidden):
 # ---- equality with Hugging Face Llama ----------------------------------------------------------
 
 def hf_llama_with_same_weights(model):
-    from transformers import LlamaConfig, LlamaForCausalLM
+    """transformers' LlamaForCausalLM with our weights through models/hf.py, the mapping export uses."""
+    from transformers import LlamaForCausalLM
 
-    c = model.config
-    hf_config = LlamaConfig(
-        vocab_size=c.vocab_size, hidden_size=c.d_model, intermediate_size=c.mlp_hidden,
-        num_hidden_layers=c.n_layer, num_attention_heads=c.n_head, num_key_value_heads=c.n_head,
-        max_position_embeddings=c.max_seq_len, rms_norm_eps=c.norm_eps, hidden_act="silu",
-        rope_parameters={"rope_type": "default", "rope_theta": c.rope_theta}, tie_word_embeddings=True,
-        attention_bias=False, mlp_bias=False, attn_implementation="eager")  # eager: not our SDPA path
-    hf = LlamaForCausalLM(hf_config).float().eval()
-    renames = [("attn_norm", "input_layernorm"), ("mlp_norm", "post_attention_layernorm"), ("attn.", "self_attn.")]
-    state = {}
-    for name, tensor in model.state_dict().items():
-        for ours, theirs in renames:
-            name = name.replace(ours, theirs)
-        state["model." + name] = tensor
-    missing, unexpected = hf.load_state_dict(state, strict=False)
+    from models.hf import hf_config, to_hf_state
+
+    hf = LlamaForCausalLM(hf_config(model.config, attn_implementation="eager")).float().eval()  # not our SDPA
+    missing, unexpected = hf.load_state_dict(to_hf_state(model.state_dict()), strict=False)
     assert missing == ["lm_head.weight"] and not unexpected  # lm_head is tied to the embedding
     assert hf.lm_head.weight.data_ptr() == hf.model.embed_tokens.weight.data_ptr()
     return hf
