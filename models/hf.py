@@ -17,6 +17,7 @@ the padded ids in `suppress_tokens`, so `generate` never emits an id the tokeniz
     from_hf_state(hf_model.state_dict())           # HF names -> ours
     model_kwargs(hf_config)                        # -> Llama(**kwargs) arguments
     check_fits(kwargs, cfg.model)                  # ValueError naming every differing model.* field
+    check_start(hf_dir, cfg.model)                 # the same for trainer.init_from=hf:DIR, config.json only
     save_pretrained(model, out_dir, tokenizer_file)  # config.json, safetensors, tokenizer, generation config
     kwargs, state = load_pretrained(hf_dir)        # a local folder (offline), weights in float32
 
@@ -190,15 +191,29 @@ def hf_dir(init_from: str) -> Path | None:
     return Path(init_from[len(HF_PREFIX):]).expanduser() if str(init_from).startswith(HF_PREFIX) else None
 
 
-def load_pretrained(directory: str | Path) -> tuple[dict, dict]:
-    """(Llama kwargs, our float32 state dict) of a local LlamaForCausalLM folder, read offline."""
-    from transformers import AutoConfig, LlamaForCausalLM
+def _read_config(directory: Path):
+    from transformers import AutoConfig
 
-    directory = Path(directory).expanduser()
     if not (directory / "config.json").is_file():
         raise FileNotFoundError(f"{directory} is not a Hugging Face model folder (no config.json): give a local "
                                 f"folder written by save_pretrained or `python -m models.export`.")
-    kwargs = model_kwargs(AutoConfig.from_pretrained(directory, local_files_only=True))
+    return AutoConfig.from_pretrained(directory, local_files_only=True)
+
+
+def check_start(directory: str | Path, model_cfg) -> None:
+    """trainer.init_from=hf:DIR checked at the door (config.json only, no weights read): the folder
+    exists, holds a Llama our model can represent, of the shape of `model_cfg` (else the differing fields)."""
+    directory = Path(directory).expanduser()
+    check_fits(model_kwargs(_read_config(directory)), model_cfg,
+               f"trainer.init_from=hf:{directory}")
+
+
+def load_pretrained(directory: str | Path) -> tuple[dict, dict]:
+    """(Llama kwargs, our float32 state dict) of a local LlamaForCausalLM folder, read offline."""
+    from transformers import LlamaForCausalLM
+
+    directory = Path(directory).expanduser()
+    kwargs = model_kwargs(_read_config(directory))
     hf = LlamaForCausalLM.from_pretrained(directory, local_files_only=True, dtype=torch.float32)
     state = from_hf_state({k: v.detach().clone() for k, v in hf.state_dict().items()})
     return kwargs, state

@@ -155,6 +155,10 @@ def test_shape_mismatch_names_the_differing_fields(exported):
     assert "model.n_layer: 3 here, 2 in" in message and "model.d_model: 128 here, 64 in" in message
     assert "model.mlp_hidden: 512 here, 256 in" in message and "model.vocab_size" not in message
     assert "model.n_layer=2 model.d_model=64" in message  # the override that fixes it
+    # at the door (training.setup's config check): the same fields, from config.json alone
+    hf.check_start(out, compose_config(TINY + [f"model.vocab_size={PADDED}"]).model)  # fits: no error
+    with pytest.raises(ValueError, match=r"trainer.init_from=hf:.*model.n_layer: 3 here, 2 in .*model.n_layer=2"):
+        hf.check_start(out, cfg.model)
 
 
 def test_unsupported_hugging_face_models_are_refused():
@@ -172,6 +176,8 @@ def test_unsupported_hugging_face_models_are_refused():
 def test_bad_paths_fail_with_the_fix(tmp_path, capsys):
     with pytest.raises(FileNotFoundError, match="no config.json"):
         checkpoint.load(f"hf:{tmp_path}")
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        hf.check_start(tmp_path / "missing", compose_config(TINY).model)
     with pytest.raises(SystemExit) as exit_code:
         export_main([str(tmp_path / "none"), str(tmp_path / "out"), "--tokenizer", str(tmp_path / "no.json")])
     assert exit_code.value.code == 2 and "--tokenizer" in capsys.readouterr().err
