@@ -1,7 +1,8 @@
 """SwiGLU gating of the Llama MLP: silu(gate) * up, elementwise, with silu(a) = a * sigmoid(a).
 
-The MLP is down_proj(swiglu(gate_proj(x), up_proj(x))). This file is the one home of the op:
-`swiglu_torch` is the plain-torch reference and `swiglu_triton` the fused Triton version. Usage:
+The MLP is down_proj(swiglu(gate_proj(x), up_proj(x))). This file is the op's entry point:
+`swiglu_torch` is the plain-torch reference and `swiglu_triton` the fused Triton version
+(swiglu_triton.py, loaded on first use). Usage:
 
     h = swiglu_torch(gate, up)    # gate, up [..., hidden] -> h [..., hidden]
     h = swiglu_triton(gate, up)   # same contract; CUDA, or CPU under TRITON_INTERPRET=1
@@ -13,93 +14,15 @@ The forward saves only gate and up (eager torch also keeps silu(gate)); the back
 
 import torch
 import torch.nn.functional as F
-import triton
-import triton.language as tl
+
+from models.kernels import triton_half
 
 
 def swiglu_torch(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
     return F.silu(gate) * up
 
 
-# ---- Triton kernels -------------------------------------------------------------------------------
-
-@triton.jit
-def _swiglu_forward_kernel(gate_ptr, up_ptr, out_ptr, n_elements, BLOCK: tl.constexpr):
-    # flat elementwise over contiguous tensors; int64 offsets (52M elements per micro-batch at 124M)
-    offsets = tl.cast(tl.program_id(0), tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    mask = offsets < n_elements
-    g = tl.load(gate_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
-    u = tl.load(up_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
-    out = g * tl.sigmoid(g) * u
-    tl.store(out_ptr + offsets, out.to(out_ptr.dtype.element_ty), mask=mask)
-
-
-@triton.jit
-def _swiglu_backward_kernel(dout_ptr, gate_ptr, up_ptr, dgate_ptr, dup_ptr, n_elements, BLOCK: tl.constexpr):
-    offsets = tl.cast(tl.program_id(0), tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    mask = offsets < n_elements
-    dout = tl.load(dout_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
-    g = tl.load(gate_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
-    u = tl.load(up_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
-    s = tl.sigmoid(g)
-    silu = g * s
-    # d silu / dg = s + g * s * (1 - s) = s * (1 + g * (1 - s))
-    dgate = dout * u * s * (1.0 + g * (1.0 - s))
-    tl.store(dgate_ptr + offsets, dgate.to(dgate_ptr.dtype.element_ty), mask=mask)
-    tl.store(dup_ptr + offsets, (dout * silu).to(dup_ptr.dtype.element_ty), mask=mask)
-
-
-_BLOCK = 1024  # elements per program: 4 warps x 32 threads x 8 elements, 16-byte bf16 vector accesses
-
-
-# ---- launchers, as custom ops: torch.compile keeps them as opaque nodes of one graph ---------------
-
-@torch.library.custom_op("lrsched::swiglu_forward", mutates_args=())
-def _swiglu_forward(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
-    """gate, up -> silu(gate) * up (contiguous)."""
-    gate, up = gate.contiguous(), up.contiguous()  # no-ops on the model's tensors
-    out = torch.empty_like(gate)
-    n = gate.numel()
-    _swiglu_forward_kernel[(triton.cdiv(n, _BLOCK),)](gate, up, out, n, BLOCK=_BLOCK, num_warps=4)
-    return out
-
-
-@_swiglu_forward.register_fake
-def _(gate, up):
-    return torch.empty_like(gate.contiguous())
-
-
-@torch.library.custom_op("lrsched::swiglu_backward", mutates_args=())
-def _swiglu_backward(dout: torch.Tensor, gate: torch.Tensor, up: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """dout, gate, up -> (d/dgate, d/dup), contiguous."""
-    dout, gate, up = dout.contiguous(), gate.contiguous(), up.contiguous()
-    dgate, dup = torch.empty_like(gate), torch.empty_like(up)
-    n = gate.numel()
-    _swiglu_backward_kernel[(triton.cdiv(n, _BLOCK),)](dout, gate, up, dgate, dup, n, BLOCK=_BLOCK, num_warps=4)
-    return dgate, dup
-
-
-@_swiglu_backward.register_fake
-def _(dout, gate, up):
-    return torch.empty_like(gate.contiguous()), torch.empty_like(up.contiguous())
-
-
-class SwiGLUFunction(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
-        gate, up = gate.contiguous(), up.contiguous()
-        ctx.save_for_backward(gate, up)
-        return _swiglu_forward(gate, up)
-
-    @staticmethod
-    def backward(ctx, dout: torch.Tensor):
-        gate, up = ctx.saved_tensors
-        return _swiglu_backward(dout, gate, up)
-
-
-def swiglu_triton(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
-    """silu(gate) * up with fused Triton forward/backward; same contract as `swiglu_torch`."""
-    assert gate.shape == up.shape and gate.dtype == up.dtype, (
-        f"gate and up must match: {tuple(gate.shape)} {gate.dtype} vs {tuple(up.shape)} {up.dtype}"
-    )
-    return SwiGLUFunction.apply(gate, up)
+# The Triton half (kernels, launchers, `swiglu_triton`) is swiglu_triton.py, imported on first use of
+# one of its names here (PEP 562): this module and the model's torch path import without Triton.
+def __getattr__(name: str):
+    return triton_half(__name__, name)
