@@ -10,6 +10,8 @@ Usage (Hydra builds it from configs/model/*.yaml with `_target_: models.llama.Ll
     model = Llama(vocab_size=50304, n_layer=12, n_head=12, d_model=768, max_seq_len=512)
     logits = model(tokens)          # tokens [B, T] int64 -> logits [B, T, V] float32
     loss = model(tokens, targets)   # targets [B, T], already shifted by the caller; -100 = ignore
+    cache = model.new_cache()       # incremental decoding (models/sample.py): each call feeds only
+    logits = model(prompt, cache=cache); logits = model(next_tokens, cache=cache)   # the new tokens
 
 Kernels: the four fused ops (RMSNorm, RoPE, SwiGLU, linear+cross-entropy) are called through
 `model.ops`, one shared `KernelOps` that every submodule holds. `kernels="auto"` resolves to Triton
@@ -73,6 +75,35 @@ class KernelOps:
     linear_cross_entropy: Callable | None = None  # (hidden [N, d], weight [V, d], targets [N]) -> mean loss
 
 
+class KVCache:
+    """Keys and values of the positions seen so far, per layer, so that decoding one more token costs
+    one position's projections instead of a forward over the whole prefix. Buffers
+    [n_layer, B, H, max_len, hd] are allocated at the first write with the keys' batch, dtype and
+    device; `length` positions are filled and the next forward continues at position `length`.
+    Training never builds one: `cache=None` runs exactly the code it ran before the cache existed."""
+
+    def __init__(self, n_layer: int, max_len: int):
+        self.n_layer, self.max_len = n_layer, max_len
+        self.keys: torch.Tensor | None = None
+        self.values: torch.Tensor | None = None
+        self.length = 0
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store layer's keys / values [B, H, T, hd] of positions length..length+T-1; return those of
+        positions 0..length+T-1. `length` itself moves on in `advance`, once every layer has written."""
+        if self.keys is None:
+            B, H, _, hd = k.shape
+            self.keys = k.new_zeros(self.n_layer, B, H, self.max_len, hd)
+            self.values = torch.zeros_like(self.keys)
+        end = self.length + k.shape[2]
+        self.keys[layer, :, :, self.length:end] = k
+        self.values[layer, :, :, self.length:end] = v
+        return self.keys[layer, :, :, :end], self.values[layer, :, :, :end]
+
+    def advance(self, n: int) -> None:
+        self.length += n
+
+
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float, ops: KernelOps):
         super().__init__()
@@ -87,23 +118,32 @@ class RMSNorm(nn.Module):
 class Attention(nn.Module):
     """Multi-head causal self-attention with RoPE on queries and keys."""
 
-    def __init__(self, cfg: LlamaConfig, ops: KernelOps):
+    def __init__(self, cfg: LlamaConfig, ops: KernelOps, layer: int = 0):
         super().__init__()
         self.n_head, self.head_dim = cfg.n_head, cfg.head_dim
+        self.layer = layer  # this layer's slot in a KVCache
         self.q_proj = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
         self.k_proj = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
         self.v_proj = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
         self.o_proj = nn.Linear(cfg.d_model, cfg.d_model, bias=False)  # residual output projection
         self.ops = ops
 
-    def forward(self, x, cos, sin):
+    def forward(self, x, cos, sin, cache: KVCache | None = None):
         B, T, d = x.shape
         # [B, T, d] -> [B, H, T, hd]
         q = self.q_proj(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)
         k = self.k_proj(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)
         v = self.v_proj(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)
         q, k = self.ops.apply_rope(q, k, cos, sin)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # flash attention on GPU
+        if cache is None:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # flash attention on GPU
+        else:
+            start = cache.length
+            k, v = cache.update(self.layer, k, v)  # [B, H, start + T, hd]
+            # query t sits at position start + t and sees keys 0..start + t: the causal mask shifted
+            # by start (one query sees every cached key, so it needs no mask)
+            mask = None if T == 1 else torch.ones(T, start + T, dtype=torch.bool, device=x.device).tril(start)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.o_proj(y.transpose(1, 2).reshape(B, T, d))
 
 
@@ -122,15 +162,15 @@ class SwiGLUMLP(nn.Module):
 class Block(nn.Module):
     """x + attn(norm(x)), then x + mlp(norm(x)): pre-norm keeps the residual stream un-normalized."""
 
-    def __init__(self, cfg: LlamaConfig, ops: KernelOps):
+    def __init__(self, cfg: LlamaConfig, ops: KernelOps, layer: int = 0):
         super().__init__()
         self.attn_norm = RMSNorm(cfg.d_model, cfg.norm_eps, ops)
-        self.attn = Attention(cfg, ops)
+        self.attn = Attention(cfg, ops, layer)
         self.mlp_norm = RMSNorm(cfg.d_model, cfg.norm_eps, ops)
         self.mlp = SwiGLUMLP(cfg, ops)
 
-    def forward(self, x, cos, sin):
-        x = x + self.attn(self.attn_norm(x), cos, sin)
+    def forward(self, x, cos, sin, cache: KVCache | None = None):
+        x = x + self.attn(self.attn_norm(x), cos, sin, cache)
         return x + self.mlp(self.mlp_norm(x))
 
 
@@ -147,7 +187,7 @@ class Llama(nn.Module):
 
         # The embedding doubles as the LM head (tied): logits = final_hidden @ embed_tokens.weight.T.
         self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.d_model)
-        self.layers = nn.ModuleList(Block(cfg, self.ops) for _ in range(cfg.n_layer))
+        self.layers = nn.ModuleList(Block(cfg, self.ops, i) for i in range(cfg.n_layer))
         self.norm = RMSNorm(cfg.d_model, cfg.norm_eps, self.ops)
         # RoPE tables [max_seq_len, head_dim / 2], float32; derived from the config, so not saved
         cos, sin = rope.rope_cos_sin(cfg.max_seq_len, cfg.head_dim, cfg.rope_theta)
@@ -189,26 +229,36 @@ class Llama(nn.Module):
         self.kernels_device_type = device_type
         return impl
 
-    def forward(self, tokens: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
+    def new_cache(self) -> KVCache:
+        """An empty KV cache for `forward(..., cache=)`: room for max_seq_len positions."""
+        return KVCache(self.config.n_layer, self.config.max_seq_len)
+
+    def forward(self, tokens: torch.Tensor, targets: torch.Tensor | None = None,
+                cache: KVCache | None = None) -> torch.Tensor:
         """tokens [B, T] -> logits [B, T, V] (float32); with targets [B, T] -> scalar mean loss.
 
         targets[b, t] is the token that should follow tokens[b, :t+1] (the caller shifts); positions
-        with target -100 are left out of the mean.
+        with target -100 are left out of the mean. With a `cache` (from `new_cache`), tokens are the
+        positions after the cache.length ones it holds: they attend to those too, and are added to it.
         """
         if tokens.ndim != 2:
             raise ValueError(f"tokens must be [batch, seq_len], got shape {tuple(tokens.shape)}")
         B, T = tokens.shape
-        if T > self.config.max_seq_len:
-            raise ValueError(f"sequence length {T} exceeds max_seq_len={self.config.max_seq_len}; "
-                             f"raise model.max_seq_len or lower trainer.seq_len")
+        start = 0 if cache is None else cache.length
+        if start + T > self.config.max_seq_len:
+            raise ValueError(f"sequence length {start + T} exceeds max_seq_len={self.config.max_seq_len}; "
+                             f"raise model.max_seq_len or lower trainer.seq_len"
+                             + (" (or generate fewer tokens)" if cache is not None else ""))
         if tokens.device.type != self.kernels_device_type:
             self.set_kernels(tokens.device.type)
 
         x = self.embed_tokens(tokens)  # [B, T, d]
-        cos, sin = self.rope_cos[:T], self.rope_sin[:T]
+        cos, sin = self.rope_cos[start:start + T], self.rope_sin[start:start + T]  # angles of these positions
         for block in self.layers:
-            x = block(x, cos, sin)
+            x = block(x, cos, sin, cache)
         x = self.norm(x)
+        if cache is not None:
+            cache.advance(T)
 
         if targets is None:
             return F.linear(x, self.embed_tokens.weight).float()  # [B, T, V]
