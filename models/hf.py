@@ -27,6 +27,7 @@ Tested by tests/test_hf_interop.py and tests/test_model.py.
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 
@@ -49,13 +50,16 @@ def hf_config(config, **extra):
     passes through."""
     from transformers import LlamaConfig
 
+    if "rope_parameters" in inspect.signature(LlamaConfig.__init__).parameters:  # transformers >= 5
+        rope = {"rope_parameters": {"rope_type": "default", "rope_theta": config.rope_theta}}
+    else:  # 4.x would keep an unknown rope_parameters silently and rotate with its default theta
+        rope = {"rope_theta": config.rope_theta}
     return LlamaConfig(
         vocab_size=config.vocab_size, hidden_size=config.d_model, intermediate_size=config.mlp_hidden,
         num_hidden_layers=config.n_layer, num_attention_heads=config.n_head, num_key_value_heads=config.n_head,
         head_dim=config.head_dim, max_position_embeddings=config.max_seq_len, rms_norm_eps=config.norm_eps,
-        hidden_act="silu", rope_parameters={"rope_type": "default", "rope_theta": config.rope_theta},
-        tie_word_embeddings=True, attention_bias=False, mlp_bias=False, attention_dropout=0.0,
-        initializer_range=config.init_std, dtype="float32", **extra)
+        hidden_act="silu", tie_word_embeddings=True, attention_bias=False, mlp_bias=False, attention_dropout=0.0,
+        initializer_range=config.init_std, **rope, **extra)
 
 
 def _rope_theta(config) -> float:
@@ -210,11 +214,12 @@ def check_start(directory: str | Path, model_cfg) -> None:
 
 def load_pretrained(directory: str | Path) -> tuple[dict, dict]:
     """(Llama kwargs, our float32 state dict) of a local LlamaForCausalLM folder, read offline."""
-    from transformers import LlamaForCausalLM
+    from transformers import LlamaConfig, LlamaForCausalLM
 
     directory = Path(directory).expanduser()
     kwargs = model_kwargs(_read_config(directory))
-    hf = LlamaForCausalLM.from_pretrained(directory, local_files_only=True, dtype=torch.float32)
+    dtype = "dtype" if "rope_parameters" in inspect.signature(LlamaConfig.__init__).parameters else "torch_dtype"
+    hf = LlamaForCausalLM.from_pretrained(directory, local_files_only=True, **{dtype: torch.float32})  # bf16 -> exact
     state = from_hf_state({k: v.detach().clone() for k, v in hf.state_dict().items()})
     return kwargs, state
 
