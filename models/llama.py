@@ -95,6 +95,9 @@ class KVCache:
             B, H, _, hd = k.shape
             self.keys = k.new_zeros(self.n_layer, B, H, self.max_len, hd)
             self.values = torch.zeros_like(self.keys)
+        if k.shape[0] != self.keys.shape[1]:
+            raise ValueError(f"this KV cache holds a batch of {self.keys.shape[1]} sequences, the tokens are a "
+                             f"batch of {k.shape[0]}: use one cache per batch (model.new_cache())")
         end = self.length + k.shape[2]
         self.keys[layer, :, :, self.length:end] = k
         self.values[layer, :, :, self.length:end] = v

@@ -170,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         check_sampling(args.temperature, args.top_k, args.top_p, args.max_new_tokens)
+        if args.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(f"--device {args.device} but no CUDA device is visible: use --device cpu")
         model, cfg = load_checkpoint(args.checkpoint, args.device)
         tokenizer = load_tokenizer(args.tokenizer, cfg)
         prompt = tokenizer.encode(args.prompt, add_special_tokens=False)
@@ -180,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
                        use_cache=not args.no_cache, stop_token=stop_token_id(tokenizer))
     except (ValueError, FileNotFoundError) as err:
         parser.error(str(err))  # one line and exit status 2, no traceback
-    print(tokenizer.decode(prompt + new))
+    print(tokenizer.decode(prompt + new, clean_up_tokenization_spaces=False))  # the text as the tokens spell it
     return 0
 
 

@@ -56,6 +56,23 @@ def test_cached_logits_equal_the_full_forward_at_every_position():
         model(tokens[:, :5], cache=cache)  # 60 cached + 5 > 64
 
 
+@torch.no_grad()
+def test_cache_with_triton_kernels_and_batch_check():
+    """The Triton RoPE kernel reads the angles of the cached positions' offset too (on CPU under the
+    Triton interpreter, which tests/conftest.py turns on); a cache is tied to its batch size."""
+    torch.manual_seed(0)
+    model = Llama(vocab_size=VOCAB, n_layer=1, n_head=2, d_model=32, max_seq_len=16, kernels="triton",
+                  rope_theta=10.0, init_std=0.5).eval()
+    tokens = torch.randint(0, VOCAB, (1, 12), generator=torch.Generator().manual_seed(2))
+    full = model(tokens)
+    assert model.ops.impl == "triton"
+    cache = model.new_cache()
+    pieces = [model(tokens[:, a:b], cache=cache) for a, b in [(0, 9), (9, 10), (10, 12)]]
+    torch.testing.assert_close(torch.cat(pieces, dim=1), full, rtol=0, atol=1e-5 * float(full.abs().max()))
+    with pytest.raises(ValueError, match="holds a batch of 1 sequences, the tokens are a batch of 2"):
+        model(tokens[:, :1].repeat(2, 1), cache=cache)
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_greedy_with_cache_equals_greedy_without_it(seed):
     model = tiny_model(seed)
