@@ -28,6 +28,9 @@ def load(checkpoint: str | Path, device: str | None = "cpu"):
     from training import checkpoint as ckpt
 
     path = Path(checkpoint).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: give a checkpoint directory (<run dir>/checkpoints/"
+                                f"step_N), a run directory or a Hugging Face model folder.")
     if path.is_dir() and (path / "config.json").is_file():  # a Hugging Face folder
         kwargs, state = hf.load_pretrained(path)
         model = Llama(**kwargs)

@@ -77,7 +77,8 @@ def export(checkpoint: str | Path, out_dir: str | Path, tokenizer: str | Path | 
     return out_dir
 
 
-def main(argv: list[str] | None = None) -> Path:
+def main(argv: list[str] | None = None) -> int:
+    """The command line (also a console entry point: its return value is the exit status)."""
     parser = argparse.ArgumentParser(prog="python -m models.export", description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", help="a checkpoint directory (<run>/checkpoints/step_N) or a run directory")
     parser.add_argument("out_dir", help="the Hugging Face folder to write")
@@ -86,10 +87,11 @@ def main(argv: list[str] | None = None) -> Path:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        return export(args.checkpoint, args.out_dir, args.tokenizer, args.eos_token)
+        export(args.checkpoint, args.out_dir, args.tokenizer, args.eos_token)
     except (ValueError, FileNotFoundError) as err:
         parser.exit(2, f"error: {err}\n")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

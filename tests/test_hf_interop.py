@@ -53,7 +53,7 @@ def _random_checkpoint(run_dir, *overrides, seed=0):
 def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp("hf")
     ckpt, model, cfg = _random_checkpoint(root / "run")
-    export_main([str(root / "run"), str(root / "hf")])  # a run directory: its newest checkpoint
+    assert export_main([str(root / "run"), str(root / "hf")]) == 0  # a run directory: its newest checkpoint
     return ckpt, model.eval(), cfg, root / "hf"
 
 
@@ -181,6 +181,11 @@ def test_bad_paths_fail_with_the_fix(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_code:
         export_main([str(tmp_path / "none"), str(tmp_path / "out"), "--tokenizer", str(tmp_path / "no.json")])
     assert exit_code.value.code == 2 and "--tokenizer" in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError, match="does not exist: give a checkpoint directory"):
+        models.load(tmp_path / "nowhere")
+    with pytest.raises(SystemExit) as exit_code:
+        export_main([str(tmp_path / "nowhere"), str(tmp_path / "out")])
+    assert exit_code.value.code == 2 and "nowhere does not exist" in capsys.readouterr().err
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "notes.txt").write_text("mine")
     with pytest.raises(SystemExit):
