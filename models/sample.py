@@ -85,6 +85,9 @@ def generate(model, prompt: list[int], max_new_tokens: int, temperature: float =
     if not prompt:
         raise ValueError("the prompt encodes to no tokens: give a non-empty --prompt")
     room = model.config.max_seq_len - len(prompt)
+    if room < 0:
+        raise ValueError(f"the prompt has {len(prompt)} tokens, more than the model's max_seq_len="
+                         f"{model.config.max_seq_len}: shorten it")
     if max_new_tokens > room:
         raise ValueError(f"prompt ({len(prompt)} tokens) + max_new_tokens={max_new_tokens} exceeds the model's "
                          f"max_seq_len={model.config.max_seq_len}: use --max-new-tokens {max(room, 0)} or less, "
@@ -182,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
                        use_cache=not args.no_cache, stop_token=stop_token_id(tokenizer))
     except (ValueError, FileNotFoundError) as err:
         parser.error(str(err))  # one line and exit status 2, no traceback
+    if new and new[-1] == stop_token_id(tokenizer):
+        new = new[:-1]  # the end-of-text mark ends the text; it is not printed
     print(tokenizer.decode(prompt + new, clean_up_tokenization_spaces=False))  # the text as the tokens spell it
     return 0
 

@@ -84,6 +84,14 @@ def test_greedy_with_cache_equals_greedy_without_it(seed):
         assert len(cached) == new and len(set(cached)) > 5  # a real sequence, not one token repeated
 
 
+def test_generation_stops_after_the_stop_token():
+    model = tiny_model(1)
+    free = generate(model, [2, 7], 40, temperature=0)
+    stop = free[5]
+    first = free.index(stop)  # the stop token's first appearance, 5 or earlier
+    assert generate(model, [2, 7], 40, temperature=0, stop_token=stop) == free[:first + 1]
+
+
 def test_filtered_distributions_match_hand_computation():
     p = np.array([0.15, 0.5, 0.05, 0.2, 0.1])  # ranks: 1 (0.5), 3 (0.2), 0 (0.15), 4 (0.1), 2 (0.05)
     logits = torch.tensor(np.log(p) + 3.0)  # a shift changes no softmax
@@ -142,6 +150,8 @@ def test_bad_sampling_settings_are_refused(kw, message):
 def test_too_many_new_tokens_name_the_limit():
     with pytest.raises(ValueError, match="use --max-new-tokens 61 or less"):
         generate(tiny_model(0), [1, 2, 3], 62, temperature=0)
+    with pytest.raises(ValueError, match="the prompt has 65 tokens, more than the model's max_seq_len=64"):
+        generate(tiny_model(0), [1] * 65, 0, temperature=0)
 
 
 # ---- the command line on a checkpoint written with training.checkpoint ------------------------------
