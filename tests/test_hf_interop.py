@@ -191,3 +191,34 @@ def test_bad_paths_fail_with_the_fix(tmp_path, capsys):
     with pytest.raises(SystemExit):
         export_main([str(tmp_path / "none"), str(tmp_path / "busy")])
     assert "not an exported model folder" in capsys.readouterr().err
+
+
+def test_config_mapping_round_trips_non_default_rope_and_eps():
+    """theta, eps and the MLP width are carried both ways (the defaults would hide a dropped key)."""
+    from transformers import LlamaForCausalLM
+
+    from models.llama import Llama
+
+    torch.manual_seed(4)
+    kwargs = dict(vocab_size=96, n_layer=1, n_head=2, d_model=32, max_seq_len=24, rope_theta=500000.0,
+                  norm_eps=1e-6, mlp_hidden=80, init_std=0.05)
+    ours = Llama(**kwargs, kernels="torch").eval()
+    config = hf.hf_config(ours.config)
+    assert hf.model_kwargs(config) == kwargs
+    theirs = LlamaForCausalLM(config).eval()
+    theirs.load_state_dict(hf.to_hf_state(ours.state_dict()), strict=False)
+    tokens = torch.randint(0, 96, (2, 24), generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        torch.testing.assert_close(theirs(tokens).logits, ours(tokens), rtol=0, atol=1e-4)
+    assert hf.from_hf_state(theirs.state_dict()).keys() == ours.state_dict().keys()
+
+
+def test_import_of_a_bfloat16_folder_is_the_exact_upcast(exported, tmp_path):
+    from transformers import LlamaForCausalLM
+
+    _, model, _, out = exported
+    LlamaForCausalLM.from_pretrained(out, local_files_only=True).to(torch.bfloat16).save_pretrained(tmp_path)
+    start = checkpoint.load(f"hf:{tmp_path}")
+    for name, tensor in model.state_dict().items():
+        assert start["model"][name].dtype == torch.float32
+        assert torch.equal(start["model"][name], tensor.to(torch.bfloat16).float()), name
