@@ -15,18 +15,25 @@ runs this file; rank 0 alone writes the run directory (training/distributed.py).
 same command there resumes (or, finished, just reports); a second trainer there at the same time, or
 a resume with a changed model/data/optimizer/seed/schedule, fails before anything is written
 (training/resume.py); a restart drops the metrics it will redo, so metrics.jsonl holds each event once.
+
+A user error (a ValueError: a mistyped or misspelled setting, a missing data directory, a resume with a
+changed config) prints one short message and exits with status 1; HYDRA_FULL_ERROR=1 prints the traceback.
+Overrides are checked (training/schema.py) before Hydra creates a run directory.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import random
+import sys
 from pathlib import Path
 
 import hydra
 import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import CompactHydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
@@ -38,6 +45,7 @@ from training.rundir import CONFIG_FILE, PLOT_FILE, clear_lineage, read_metrics,
 from training.optim import param_groups
 from training.parallelize import parallelize, resolve_device
 from training.resume import check_resume, run_dir_lock, with_new_hyperparameters
+from training.schema import check_command_line
 from training.setup import build, check_config
 
 log = logging.getLogger("train")
@@ -148,13 +156,31 @@ def _open_run_dir(cfg: DictConfig, run_dir: Path, latest, start, start_from) -> 
         write_lineage(run_dir, start_from, int(start["step"]))
 
 
+class UserError(CompactHydraException):
+    """A user's ValueError, which Hydra then prints as its message alone, not as a traceback."""
+
+
 @hydra.main(config_path="configs", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()  # a multirun job's wandb run is named and grouped after its sweep
     sweep_dir = hydra_cfg.sweep.dir if hydra_cfg.mode == RunMode.MULTIRUN else None
-    summary = train(cfg, hydra_cfg.runtime.output_dir, sweep_dir=sweep_dir)
+    try:
+        summary = train(cfg, hydra_cfg.runtime.output_dir, sweep_dir=sweep_dir)
+    except ValueError as err:  # bad input (the project's convention); HYDRA_FULL_ERROR=1 shows the chain
+        raise UserError(str(err)) from err
     return summary.get("final_val_loss")  # the value a Hydra sweeper would optimize
 
 
+def check_overrides(argv: list[str]) -> None:
+    """Misspelled keys and mistyped values fail here, before Hydra makes a run directory."""
+    try:
+        check_command_line(argv)
+    except ValueError as err:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        sys.exit(f"{err}\n(HYDRA_FULL_ERROR=1 prints the traceback)")
+
+
 if __name__ == "__main__":
+    check_overrides(sys.argv[1:])
     main()

@@ -25,6 +25,7 @@ from training.distributed import World
 from training.nonfinite import POLICIES
 from training.parallelize import accumulation_steps, resolve_parallel
 from training.rundir import checkpoint_dir
+from training.schema import validate
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -75,7 +76,9 @@ def _require(ok: bool, message: str) -> None:
 
 def check_config(cfg: DictConfig, world: World = World()) -> None:
     """Validate the values the trainer itself owns (schedules, data and model validate theirs), for a
-    launch of `world.size` processes."""
+    launch of `world.size` processes. Types first (training/schema.py): every check below compares
+    values that are what they claim to be."""
+    validate(cfg)
     t = cfg.trainer
     lr = cfg.optimizer.lr
     _require(isinstance(lr, (int, float)) and lr > 0,
