@@ -330,9 +330,20 @@ def compose(overrides: list[str]):
         return hydra_compose(config_name="config", overrides=overrides)
 
 
+def parse_args(argv: list[str]) -> list[str]:
+    """The command line's Hydra overrides; `--help` prints this module's docstring and the data configs."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m data.prepare", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog="data configs: "
+                                     + ", ".join(sorted(p.stem for p in (CONFIG_DIR / "data").glob("*.yaml"))))
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="Hydra overrides, as for train.py")
+    return parser.parse_args(argv).overrides
+
+
 def main(argv: list[str] | None = None) -> dict | None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    return prepare_from_config(compose(sys.argv[1:] if argv is None else argv).data)
+    return prepare_from_config(compose(parse_args(sys.argv[1:] if argv is None else argv)).data)
 
 
 if __name__ == "__main__":
