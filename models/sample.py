@@ -5,11 +5,14 @@
         --top-p 0.95 --seed 1
     python -m models.sample CKPT --prompt "Hello" --temperature 0           # greedy
     python -m models.sample CKPT --prompt "Hello" --tokenizer HF_DIR         # a Hugging Face tokenizer
+    python -m models.sample HF_OUT --prompt "Hello"      # a folder written by python -m models.export
 
-The tokenizer is the one of the run's data (its config's data node is instantiated, as the trainer
-did, and its tokenizer.json is used: the embedded corpus' BPE, or the tokenizer.json a prepared
-GPT-2 dataset keeps beside its shards), unless --tokenizer names a tokenizer.json file, a local
-Hugging Face tokenizer folder (e.g. the tokenizer files of `gpt2`, loaded offline) or a hub name.
+CKPT is what `models.load` reads: a checkpoint directory, a run directory (its newest checkpoint)
+or an exported Hugging Face folder. The tokenizer is the run's (the tokenizer.json of its recorded
+data config, found by models.export.run_tokenizer: the embedded corpus' BPE, or the one a prepared
+GPT-2 dataset keeps beside its shards) or an exported folder's own, unless --tokenizer names a
+tokenizer.json file, a local Hugging Face tokenizer folder (e.g. the files of `gpt2`, offline) or a
+hub name.
 Generation stops at the tokenizer's end-of-text token, after --max-new-tokens, or at the model's
 max_seq_len (prompt + new tokens must fit in it: positions beyond it have no RoPE angles).
 
@@ -28,10 +31,7 @@ import argparse
 from pathlib import Path
 
 import torch
-from hydra.utils import instantiate
-from omegaconf import OmegaConf
-
-from training import checkpoint
+import models
 
 EOS_TOKEN = "<|endoftext|>"  # the end-of-text token of the embedded BPE (id 0) and of GPT-2 (50256)
 
@@ -117,30 +117,20 @@ def generate(model, prompt: list[int], max_new_tokens: int, temperature: float =
 # ---------------------------------------------------------------------------------------------------
 # Checkpoint and tokenizer
 # ---------------------------------------------------------------------------------------------------
-def load_checkpoint(path: str | Path, device: str = "cpu"):
-    """(model with the checkpoint's weights, the run's config), from a checkpoint directory.
-    TODO: switch to models.load(CHECKPOINT) once models/__init__.py provides it."""
-    state = checkpoint.load(path)  # verified against its manifest, safe unpickling
-    ckpt = Path(path) if Path(path).is_dir() else Path(path).parent
-    cfg = OmegaConf.load(ckpt / checkpoint.CONFIG_FILE)
-    model = instantiate(cfg.model)
-    model.load_state_dict(state["model"])
-    return model.to(device).eval(), cfg
-
-
-def load_tokenizer(spec: str | None, cfg=None):
+def load_tokenizer(spec: str | None, source: str | Path | None = None):
     """A transformers tokenizer: from `spec` (a tokenizer.json, a local Hugging Face folder or a hub
-    name), or else from the run's data config (its tokenizer.json)."""
+    name), else the one that goes with `source`: an exported Hugging Face folder's own tokenizer
+    files, or the tokenizer.json of the data a checkpoint's run trained on (models.export finds it)."""
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
+    from models.export import run_tokenizer
+
     if spec is None:
-        if cfg is None or "data" not in cfg:
+        if source is None:
             raise ValueError("no tokenizer: pass --tokenizer (a tokenizer.json or a Hugging Face folder)")
-        path = instantiate(cfg.data).tokenizer_path
-        if path is None:
-            raise ValueError(f"the run's data ({cfg.data.get('name')}) has no tokenizer.json beside its shards: "
-                             f"pass --tokenizer (the tokenizer.json or Hugging Face folder that made them)")
-        spec = path
+        hf_folder = Path(source).is_dir() and (Path(source) / "config.json").is_file()
+        spec = str(source) if hf_folder else run_tokenizer(source)
+    spec = str(spec)
     if spec.endswith(".json") and Path(spec).is_file():
         return PreTrainedTokenizerFast(tokenizer_file=spec)
     try:
@@ -159,7 +149,8 @@ def stop_token_id(tokenizer) -> int | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m models.sample", description=__doc__.split("\n")[0])
-    parser.add_argument("checkpoint", help="a checkpoint directory, e.g. outputs/<run>/checkpoints/step_0000400")
+    parser.add_argument("checkpoint", help="a checkpoint directory (outputs/<run>/checkpoints/step_N), a run "
+                        "directory (its newest checkpoint) or an exported Hugging Face folder")
     parser.add_argument("--prompt", required=True, help="the text to continue")
     parser.add_argument("--max-new-tokens", type=int, default=100)
     parser.add_argument("--temperature", type=float, default=1.0, help="0 = greedy (default 1)")
@@ -175,8 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         check_sampling(args.temperature, args.top_k, args.top_p, args.max_new_tokens)
         if args.device.startswith("cuda") and not torch.cuda.is_available():
             raise ValueError(f"--device {args.device} but no CUDA device is visible: use --device cpu")
-        model, cfg = load_checkpoint(args.checkpoint, args.device)
-        tokenizer = load_tokenizer(args.tokenizer, cfg)
+        model = models.load(args.checkpoint, args.device)
+        tokenizer = load_tokenizer(args.tokenizer, args.checkpoint)
         prompt = tokenizer.encode(args.prompt, add_special_tokens=False)
         if max(prompt, default=0) >= model.config.vocab_size:
             raise ValueError(f"the tokenizer gives ids up to {max(prompt)} but the model has "

@@ -24,6 +24,7 @@ from transformers import AutoTokenizer, GPT2TokenizerFast
 
 from conftest import TINY, compose_config
 from hydra.utils import instantiate
+from models.export import export
 from models.llama import Llama
 from models.sample import check_sampling, filter_logits, generate, main, next_token
 from training import checkpoint
@@ -196,6 +197,17 @@ def test_cli_sampling_is_reproducible_by_seed(run_checkpoint, capsys):
     args = (path, "--prompt", "import os", "--max-new-tokens", 20, "--top-k", 50, "--top-p", 0.9)
     first = _cli(capsys, *args, "--seed", 3)
     assert _cli(capsys, *args, "--seed", 3) == first and _cli(capsys, *args, "--seed", 4) != first
+
+
+def test_cli_on_an_exported_folder_and_a_run_directory(run_checkpoint, capsys, tmp_path):
+    """The same text from the checkpoint, its run directory (newest checkpoint) and its Hugging Face
+    export (models/export.py; weights and tokenizer files of the folder)."""
+    path = run_checkpoint[0]
+    export(path, tmp_path / "hf")
+    args = ("--prompt", "for i in range(", "--max-new-tokens", 25, "--temperature", 0)
+    out = _cli(capsys, path, *args)
+    assert _cli(capsys, tmp_path / "hf", *args) == out
+    assert _cli(capsys, path.parent.parent, *args) == out
 
 
 def test_cli_with_a_gpt2_tokenizer_folder(run_checkpoint, capsys, tmp_path):
