@@ -183,6 +183,62 @@ def test_triton_is_imported_on_first_use_of_a_triton_kernel_only():
     assert out["name"] == "models.kernels.rmsnorm_triton" and out["name"] in out["after"]
 
 
+# The analysis without the GPU stack, as after `pip install -e ".[analysis]"`: an import hook makes torch
+# and triton unimportable (sys.modules[...] = None would confuse scipy, which probes sys.modules["torch"]).
+WITHOUT_TORCH = """
+import importlib, importlib.abc, json, os, sys
+
+class Absent(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.partition(".")[0] in ("torch", "triton"):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+sys.meta_path.insert(0, Absent())
+failed = {}
+for module in sys.argv[1:]:
+    try:
+        importlib.import_module(module)
+    except ImportError as error:
+        failed[module] = str(error)
+out_dir = os.environ.get("RUN_ADVISE")
+if out_dir:  # the README's transfer command, in process
+    from analysis.cli import main
+    table = main(["advise", "transfer", "--runs", "tests/data/paper_logs/ann124-0.2_*decay_linear_0.2_iter50000*.json",
+                  "--target-runs", "tests/data/paper_logs/ann124-*iter50000*.json", "--target", "linear",
+                  "--out", out_dir])
+    failed["rows"] = len(table)
+failed["loaded"] = sorted(m for m in sys.modules if m.partition(".")[0] in ("torch", "triton"))
+print(json.dumps(failed))
+"""
+
+# schedules/plot.py imports training.setup (torch) for the configs' resolvers: a plotting CLI, not analysis
+NEEDS_TORCH = {"schedules.plot"}
+
+
+def analysis_modules() -> list[str]:
+    files = sorted(ROOT.glob("analysis/*.py")) + sorted(ROOT.glob("schedules/*.py"))
+    names = [".".join(f.relative_to(ROOT).with_suffix("").parts) for f in files if f.stem != "__main__"]
+    return [n.removesuffix(".__init__") for n in names if n not in NEEDS_TORCH]
+
+
+def test_analysis_and_schedules_import_without_torch_or_triton():
+    proc = run([sys.executable, "-c", WITHOUT_TORCH, *analysis_modules()], ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out.pop("loaded") == [] and out == {}, out
+
+
+@pytest.mark.slow
+def test_advise_transfer_runs_without_torch_or_triton(tmp_path):
+    """The README's `advise transfer` on the paper's logs, end to end, with torch and triton absent."""
+    proc = run([sys.executable, "-c", WITHOUT_TORCH, "analysis.cli"], ROOT, timeout=300,
+               env={"RUN_ADVISE": str(tmp_path), "MPLBACKEND": "Agg"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["loaded"] == [] and out["rows"] > 0, out
+    assert (tmp_path / "overlay.png").stat().st_size > 0
+
+
 # ---- an editable install in a fresh virtual environment, used from another directory -------------
 
 @pytest.fixture(scope="module")
