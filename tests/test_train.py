@@ -257,7 +257,7 @@ def test_multirun_runs_one_directory_per_job_and_lists_the_failed_ones(tmp_path)
         assert lrs[:3] == [0.0, 1e-3 / 2, 1e-3]   # linear warmup over 2 steps, then the peak
     assert seen == {(1e-3, "schedules.Constant"), (1e-3, "schedules.WSD")}
     summary = done.stderr[done.stderr.index("2 of 4 jobs failed"):]
-    error = "ValueError: optimizer.lr=-1 is the peak learning rate and must be > 0"
+    error = "UserError: optimizer.lr=-1.0 is the peak learning rate and must be > 0"
     for num, schedule in ((2, "constant"), (3, "wsd")):
         assert f"job {num}  optimizer.lr=-1 schedule={schedule}  {error}" in summary
         assert f"run dir: {tmp_path / str(num)}" in summary

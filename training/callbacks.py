@@ -8,7 +8,7 @@ configs/hydra/default.yaml) records each job's outcome in `<sweep dir>/jobs.json
 jobs on a shared filesystem) and, when the multirun ends or exits with an error, prints:
 
     2 of 6 jobs failed (outputs/multiruns/lr_sweep/jobs.jsonl):
-      job 3  optimizer.lr=-1 schedule=wsd  ValueError: optimizer.lr=-1 is the peak learning rate ...
+      job 3  optimizer.lr=-1 schedule=wsd  UserError: optimizer.lr=-1.0 is the peak learning rate ...
              run dir: outputs/multiruns/lr_sweep/3
 
 Nothing to run by hand: `python train.py -m ...` uses it.
