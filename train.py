@@ -152,7 +152,8 @@ def _open_run_dir(cfg: DictConfig, run_dir: Path, latest, start, start_from) -> 
     rewind(run_dir, step, drop_final=step is not None and step < cfg.trainer.max_steps)
     (run_dir / CONFIG_FILE).write_text(OmegaConf.to_yaml(cfg, resolve=True))
     clear_lineage(run_dir)  # a fresh start is nobody's branch
-    if start is not None and latest is None:  # a branch: record the lineage for the analysis
+    if start is not None and latest is None and "hf_model" not in start:  # a branch: lineage for the analysis
+        # (a start from a Hugging Face folder, trainer.init_from=hf:DIR, is weights only: no parent run)
         write_lineage(run_dir, start_from, int(start["step"]))
 
 
@@ -181,6 +182,11 @@ def check_overrides(argv: list[str]) -> None:
         sys.exit(f"{err}\n(HYDRA_FULL_ERROR=1 prints the traceback)")
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """`python train.py ...` and the `lrsched-train` console command (pyproject.toml)."""
     check_overrides(sys.argv[1:])
     main()
+
+
+if __name__ == "__main__":
+    cli()

@@ -351,5 +351,6 @@ def build_parser():
 
 
 def main(argv=None):
+    """Run one command; returns what it computed (a table, for scripts and tests)."""
     args = build_parser().parse_args(argv)
     return args.func(args)

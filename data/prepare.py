@@ -27,6 +27,7 @@ Validation split (the paper: 0.05% of SlimPajama's train split, seed 2357, nanoG
 """
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import logging
@@ -332,8 +333,6 @@ def compose(overrides: list[str]):
 
 def parse_args(argv: list[str]) -> list[str]:
     """The command line's Hydra overrides; `--help` prints this module's docstring and the data configs."""
-    import argparse
-
     parser = argparse.ArgumentParser(prog="python -m data.prepare", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog="data configs: "
                                      + ", ".join(sorted(p.stem for p in (CONFIG_DIR / "data").glob("*.yaml"))))
@@ -341,10 +340,13 @@ def parse_args(argv: list[str]) -> list[str]:
     return parser.parse_args(argv).overrides
 
 
-def main(argv: list[str] | None = None) -> dict | None:
+def main(argv: list[str] | None = None) -> int:
+    """`python -m data.prepare` and the `lrsched-prepare` command: an exit status (scripts that want the
+    summary call prepare_from_config)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    return prepare_from_config(compose(parse_args(sys.argv[1:] if argv is None else argv)).data)
+    prepare_from_config(compose(parse_args(sys.argv[1:] if argv is None else argv)).data)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

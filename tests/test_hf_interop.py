@@ -222,3 +222,39 @@ def test_import_of_a_bfloat16_folder_is_the_exact_upcast(exported, tmp_path):
     for name, tensor in model.state_dict().items():
         assert start["model"][name].dtype == torch.float32
         assert torch.equal(start["model"][name], tensor.to(torch.bfloat16).float()), name
+
+
+def test_a_trained_run_exports_and_trains_on_from_the_folder(tmp_path):
+    """End to end through the trainer: a 20-step run exported, then trainer.init_from=hf:DIR with a new
+    schedule. The child starts from exactly the parent's weights (its step-0 validation loss is the
+    parent's step-20 one, same batches), counts its own steps from 0, and records no lineage: a weights-
+    only start has no parent run for the analysis to splice."""
+    import train as train_module
+    from training.rundir import read_metrics
+
+    parent_cfg = compose_config(TINY)
+    train_module.train(parent_cfg, tmp_path / "parent")
+    assert export_main([str(tmp_path / "parent"), str(tmp_path / "hf")]) == 0
+    child_cfg = compose_config(TINY + [f"trainer.init_from=hf:{tmp_path / 'hf'}", "schedule=constant",
+                                       "trainer.max_steps=10", "trainer.checkpoint_interval=0"])
+    train_module.train(child_cfg, tmp_path / "child")
+
+    def val(run, step):
+        return [e["val/loss"] for e in read_metrics(tmp_path / run) if e["step"] == step and "val/loss" in e]
+    assert val("parent", 20) and val("child", 0) == pytest.approx(val("parent", 20), abs=1e-6)
+    child = read_metrics(tmp_path / "child")
+    assert max(e["step"] for e in child) == 10 and not (tmp_path / "child" / "lineage.json").exists()
+    assert child[-1]["final/val_loss"] < val("child", 0)[0] + 0.5  # trains on, sanely, from there
+
+
+def test_a_mismatched_folder_fails_at_the_config_check(exported):
+    """trainer.init_from=hf:DIR is checked with the other settings (config.json only, before any data or
+    model is built): the differing fields are named."""
+    from training.setup import check_config
+
+    *_, folder = exported
+    cfg = compose_config(TINY + [f"model.vocab_size={PADDED}", "model.d_model=128", f"trainer.init_from=hf:{folder}"])
+    with pytest.raises(ValueError, match="d_model"):
+        check_config(cfg)
+    with pytest.raises((ValueError, FileNotFoundError), match="config.json"):
+        check_config(compose_config(TINY + [f"trainer.init_from=hf:{folder}_missing"]))

@@ -82,11 +82,8 @@ def test_console_entry_point_resolves_to_a_callable(name):
 
 def test_main_commands_have_entry_points():
     targets = set(SCRIPTS.values())
-    assert {"train:main", "data.prepare:main", "analysis.cli:main", "scripts.reproduce:main"} <= targets
-    for module in ("models.export", "models.sample"):  # written in parallel: entry point once committed
-        tracked = run(["git", "ls-files", "--error-unmatch", module.replace(".", "/") + ".py"], ROOT).returncode == 0
-        if tracked:
-            assert f"{module}:main" in targets, f"{module} exists: add its lrsched-* entry point to pyproject.toml"
+    assert {"train:cli", "data.prepare:main", "analysis.__main__:console", "analysis.__main__:console_advise",
+            "scripts.reproduce:main", "models.export:main", "models.sample:main"} <= targets
 
 
 def test_base_install_and_analysis_extra_pull_no_torch_triton_or_cuda():
@@ -280,16 +277,29 @@ def test_installed_commands_run_from_another_directory(venv_bin, elsewhere):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(not (ROOT / "configs" / "__init__.py").exists(), strict=True,
-                   reason="Hydra finds train.py's configs as pkg://configs when train runs as a console script; "
-                          "setuptools' editable finder gives the namespace package configs/ a path importlib."
-                          "resources cannot read (NotADirectoryError): configs/__init__.py makes it regular")
 def test_installed_train_composes_its_configs_from_another_directory(venv_bin, elsewhere):
     proc = run([str(venv_bin / "lrsched-train"), "--help"], elsewhere)
     assert proc.returncode == 0 and "schedule: " in proc.stdout and "wsd" in proc.stdout, proc.stderr[-2000:]
     proc = run([str(venv_bin / "lrsched-train"), "--cfg", "job", "trainer.max_steps=7", "schedule=cosine"], elsewhere)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "max_steps: 7" in proc.stdout and "_target_: schedules." in proc.stdout, proc.stdout[-2000:]
+    tiny = ["model.n_layer=1", "model.n_head=2", "model.d_model=32", "trainer.seq_len=16", "trainer.batch_size=4",
+            "trainer.micro_batch_size=4", "trainer.max_steps=3", "trainer.warmup_steps=1", "trainer.eval_interval=3",
+            "trainer.eval_batches=1", "trainer.progress=false", "trainer.device=cpu", "hydra.run.dir=run"]
+    proc = run([str(venv_bin / "lrsched-train"), *tiny], elsewhere)  # a real run: exit 0, its files here
+    assert proc.returncode == 0 and (elsewhere / "run" / "metrics.jsonl").is_file(), proc.stderr[-2000:]
+    proc = run([str(venv_bin / "lrsched-train"), "optimizer.lrr=1e-3"], elsewhere)  # the door check runs too
+    assert proc.returncode != 0 and "did you mean optimizer.lr" in proc.stderr, proc.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_installed_advise_exits_0_with_its_table(venv_bin, elsewhere):
+    """A console command's return value is its exit status: the advice (a table in Python) must not turn
+    into an error exit."""
+    logs = ROOT / "tests" / "data" / "paper_logs"
+    proc = run([str(venv_bin / "lrsched-advise"), "transfer", "--runs", str(logs / "ann124-0.2_*decay_linear_0.2_iter50000*.json"),
+                "--target-runs", str(logs / "ann124-*iter50000*.json"), "--target", "linear", "--out", "plots"], elsewhere)
+    assert proc.returncode == 0 and "optimizer.lr=" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-2000:]
 
 
 TARGETS = """
