@@ -190,7 +190,11 @@ def perplexity(path: str | Path, data: str | None = None, seq_len: int | None = 
     import models
 
     path = Path(path).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: give a checkpoint directory, a run directory or a "
+                                f"Hugging Face model folder")
     cfg = run_config(path)
+    tokens, source, data_cfg = validation_tokens(data, cfg)  # before the model: a data error costs no load
     if is_hf_folder(path):  # through transformers' forward: an independent model call
         from transformers import LlamaForCausalLM
 
@@ -199,7 +203,6 @@ def perplexity(path: str | Path, data: str | None = None, seq_len: int | None = 
     else:
         model = models.load(path, None)  # names a missing path or a bad checkpoint
         vocab, max_len = model.config.vocab_size, model.config.max_seq_len
-    tokens, source, data_cfg = validation_tokens(data, cfg)
     run = data_cfg or cfg  # the trainer settings that go with the data
     seq_len = seq_len or (run.trainer.seq_len if run is not None else max_len)
     batch_size = batch_size or (run.trainer.eval_batch_size if run is not None else 32)
