@@ -42,6 +42,11 @@ def is_hf_folder(path: str | Path) -> bool:
     return Path(path).is_dir() and (Path(path) / "config.json").is_file()
 
 
+def check_device(device: str) -> None:
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {device} but no CUDA device is visible: use --device cpu")
+
+
 def run_config(path: str | Path):
     """The config.yaml recorded with a checkpoint (a run directory: its newest), or None for a Hugging
     Face folder or a directory that records none."""
@@ -212,9 +217,8 @@ def perplexity(path: str | Path, data: str | None = None, seq_len: int | None = 
     if len(tokens) and int(max(part.max() for part in _parts(tokens))) >= vocab:
         raise ValueError(f"{source} holds token ids beyond the model's {vocab} embedding rows: pass the data "
                          f"the model was trained on (its tokenizer)")
+    check_device(device)
     device_ = torch.device(device)
-    if device_.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {device} but no CUDA device is visible: use --device cpu")
     model = model.to(device_).eval()
     # our model: the fused kernels the trainer resolves for this device (parallelize does the same)
     kernels = model.set_kernels(device_.type) if hasattr(model, "set_kernels") else "transformers"
@@ -257,12 +261,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", help="write the results as JSON to this file")
     args = parser.parse_args(argv)
     try:
-        if args.device.startswith("cuda") and not torch.cuda.is_available():
-            raise ValueError(f"--device {args.device} but no CUDA device is visible: use --device cpu")
+        check_device(args.device)
+        misplaced = [flag for flag, value, used in (
+            ("--data", args.data, args.perplexity), ("--seq-len", args.seq_len, args.perplexity),
+            ("--include-path", args.include_path, not args.perplexity), ("--limit", args.limit, not args.perplexity),
+            ("--num-fewshot", args.num_fewshot, not args.perplexity)) if value is not None and not used]
+        if misplaced:
+            raise ValueError(f"{', '.join(misplaced)} {'go' if len(misplaced) > 1 else 'goes'} with "
+                             f"{'--tasks' if args.perplexity else '--perplexity'}: drop it or switch mode")
         if args.perplexity:
-            batch = int(args.batch_size) if args.batch_size else None
-            if (batch is not None and batch < 1) or (args.seq_len is not None and args.seq_len < 1):
-                raise ValueError("--batch-size and --seq-len must be positive integers")
+            batch = args.batch_size
+            bad_batch = batch is not None and not (batch.isdigit() and int(batch) >= 1)
+            if bad_batch or (args.seq_len is not None and args.seq_len < 1):
+                raise ValueError("--perplexity takes a positive integer --batch-size and --seq-len")
+            batch = int(batch) if batch else None
             result = perplexity(args.path, args.data, args.seq_len, batch, args.device)
             print(f"val loss {result['val_loss']:.6f}  perplexity {result['perplexity']:.4f}  ({result['windows']} "
                   f"windows of {result['seq_len']} tokens, {result['data']})")

@@ -135,6 +135,12 @@ def test_cli_on_an_export_with_limit_and_batches_writes_the_json(random_checkpoi
             assert saved["results"][task][f"{metric},none"] == pytest.approx(value, rel=1e-6), (task, metric)
 
 
+def test_perplexity_options_with_tasks_are_refused(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["no_model_needed", "--tasks", "tiny_choice", "--data", "embedded", "--seq-len", "16"])
+    assert exit_.value.code == 2 and "--data, --seq-len go with --perplexity" in capsys.readouterr().err
+
+
 def test_unknown_task_names_close_ones_and_the_include_path(random_checkpoint, capsys):
     with pytest.raises(SystemExit) as exit_:
         main([str(random_checkpoint[0]), "--tasks", "tiny_choise", "--include-path", str(EVAL_TASKS)])
@@ -198,10 +204,16 @@ def test_perplexity_of_a_shard_folder_equals_brute_force(trained_run):
     (["--data", "{empty}"], "holds no validation split (no meta.json listing val shards, no val.bin): "
                             "prepare the data with `python -m data.prepare data=NAME"),
     (["--data", "{run}", "--seq-len", "64"], "--seq-len 64 exceeds the model's maximum sequence length 32"),
+    (["--data", "slimpajama_6b"], "is not ready (it holds no prepared shards, no meta.json): run `python -m "
+                                  "data.prepare data=slimpajama_6b data.dir="),
     ([], "a Hugging Face folder does not record its data: pass --data"),
+    (["--batch-size", "auto"], "--perplexity takes a positive integer --batch-size and --seq-len"),
+    (["--limit", "4"], "--limit goes with --tasks: drop it or switch mode"),
 ])
-def test_perplexity_errors_say_what_to_do(trained_run, tmp_path, capsys, args, message):
+def test_perplexity_errors_say_what_to_do(trained_run, tmp_path, monkeypatch, capsys, args, message):
     run_dir = trained_run[0]
+    monkeypatch.setenv("LRSCHED_DATA_DIR", str(tmp_path / "data"))
+    (tmp_path / "data" / "slimpajama_6b").mkdir(parents=True)  # a data directory not (yet) prepared
     hf_dir = tmp_path / "hf"
     hf_dir.mkdir()
     (hf_dir / "config.json").write_text("{}")  # enough to be taken for a Hugging Face folder
