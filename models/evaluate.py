@@ -13,15 +13,19 @@ LlamaForCausalLM folder. Tasks: a checkpoint is first exported (models.export, w
 tokenizer) to a temporary folder, which lm-eval loads as `model="hf"`; lm-eval finds the tasks in its
 own task index plus --include-path (a folder of task YAMLs); only an index of --include-path is built
 when it holds every task asked for (1 s instead of 6 s). Built-in tasks download their data sets
-from the Hugging Face hub on first use; tests/data/eval_task holds two offline tasks. The table is
-lm-eval's; --output writes its results (per-task metrics, versions, n-shot, configs) as JSON.
+from the Hugging Face hub on first use; tests/data/eval_task holds two offline tasks. lm-eval's
+context window is the model's max_seq_len (max_position_embeddings): it cuts longer contexts from
+the left. The table is lm-eval's; --output writes its results (per-task metrics, versions, n-shot,
+configs) as JSON, without the per-document samples.
 
 --perplexity: the mean next-token loss over every window of the validation split, computed as the
 trainer computes `final/val_loss` (training/loop.py `evaluate` over data/loader.py `eval_batches`:
 non-overlapping windows of seq_len + 1 tokens, batches of eval_batch_size, weighted by sequences),
 and perplexity = exp(loss). seq_len, batch size and precision default to the run's trainer
 settings; a Hugging Face folder, which records none, is run through transformers' own forward with
-seq_len = its max_position_embeddings unless --seq-len says otherwise. Tested by tests/test_evaluate.py.
+seq_len = its max_position_embeddings unless --seq-len says otherwise. On CUDA the run's precision
+(bf16 autocast by default) applies, and the trainer's value was also taken with torch.compile: there
+the two agree to bf16 precision, on CPU (fp32) to float rounding. Tested by tests/test_evaluate.py.
 """
 
 from __future__ import annotations
