@@ -56,12 +56,12 @@ def run_config(path: str | Path):
     Face folder or a directory that records none."""
     from omegaconf import OmegaConf
 
-    from models.export import _checkpoint_dir
+    from models.export import checkpoint_dir_of
 
     path = Path(path)
     if is_hf_folder(path) or not path.exists():
         return None
-    config_file = _checkpoint_dir(path) / "config.yaml"
+    config_file = checkpoint_dir_of(path) / "config.yaml"
     return OmegaConf.load(config_file) if config_file.is_file() else None
 
 

@@ -83,7 +83,8 @@ def test_console_entry_point_resolves_to_a_callable(name):
 def test_main_commands_have_entry_points():
     targets = set(SCRIPTS.values())
     assert {"train:cli", "data.prepare:main", "analysis.__main__:console", "analysis.__main__:console_advise",
-            "scripts.reproduce:main", "models.export:main", "models.sample:main"} <= targets
+            "scripts.reproduce:main", "models.export:main", "models.sample:main",
+            "models.evaluate:main"} <= targets
 
 
 def test_base_install_and_analysis_extra_pull_no_torch_triton_or_cuda():
@@ -265,7 +266,7 @@ def test_installed_commands_run_from_another_directory(venv_bin, elsewhere):
     assert proc.returncode == 0 and "advise" in proc.stdout, proc.stderr[-2000:]
     proc = run([str(venv_bin / "lrsched-reproduce"), "--list"], elsewhere)
     assert proc.returncode == 0 and "fig1a" in proc.stdout, proc.stderr[-2000:]
-    for name in ("lrsched-export", "lrsched-sample"):
+    for name in ("lrsched-export", "lrsched-sample", "lrsched-evaluate"):
         if name in SCRIPTS:
             proc = run([str(venv_bin / name), "--help"], elsewhere)
             assert proc.returncode == 0 and "usage" in proc.stdout, proc.stderr[-2000:]
