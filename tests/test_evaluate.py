@@ -82,6 +82,21 @@ def reference_loglikelihood(model, tok: Tokenizer, context: str, continuation: s
     return float(logp.gather(-1, target[:, None]).sum()), bool((logp.argmax(-1) == target).all())
 
 
+@pytest.mark.parametrize("data", [[], SMALL_DATA], ids=["default data", "small data"])
+def test_every_request_keeps_a_continuation_token_under_the_runs_tokenizer(data, tmp_path):
+    """lm-eval asserts that each continuation keeps at least one token after the context's (a BPE merge
+    across the boundary, e.g. '.' + '\"\"\"' or '[' + ']', leaves none and stops the run). The shipped tasks
+    must run on the default run's export (its 4096-token BPE) as well as on the tests' small one."""
+    cfg = compose_config(TINY + data + ([f"paths.cache_dir={tmp_path / 'cache'}"] if data else []))
+    tok = Tokenizer.from_file(instantiate(cfg.data).tokenizer_path)
+    for d in DOCS:
+        for context, continuation in [(d["prefix"], d["continuation"])] + [(d["question"], c) for c in d["choices"]]:
+            spaces = len(context) - len(context.rstrip())
+            context, continuation = context[:len(context) - spaces], context[len(context) - spaces:] + continuation
+            whole, alone = (tok.encode(t, add_special_tokens=False).ids for t in (context + continuation, context))
+            assert len(whole) > len(alone), (context, continuation)
+
+
 def reference_metrics(model, tok, docs) -> dict:
     choice_ll = [[reference_loglikelihood(model, tok, d["question"], c)[0] for c in d["choices"]] for d in docs]
     continuation = [reference_loglikelihood(model, tok, d["prefix"], d["continuation"]) for d in docs]
