@@ -30,7 +30,6 @@ HF computes its loss on T-1 positions of each row (it shifts the labels itself),
 import argparse
 import contextlib
 import gc
-import inspect
 import math
 import statistics
 import sys
@@ -86,22 +85,13 @@ def llama_kwargs(size: str, seq_len: int) -> dict:
 
 
 def hf_llama(kwargs: dict):
-    """transformers LlamaForCausalLM with the architecture of Llama(**kwargs)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
+    """transformers LlamaForCausalLM with the architecture of Llama(**kwargs) (the mapping: models/hf.py)."""
+    from transformers import LlamaForCausalLM
 
+    from models.hf import hf_config
     from models.llama import LlamaConfig as OurConfig
 
-    ours = OurConfig(**{k: v for k, v in kwargs.items() if k != "kernels"})
-    hf_kwargs = dict(vocab_size=ours.vocab_size, hidden_size=ours.d_model, intermediate_size=ours.mlp_hidden,
-                     num_hidden_layers=ours.n_layer, num_attention_heads=ours.n_head,
-                     num_key_value_heads=ours.n_head, max_position_embeddings=ours.max_seq_len,
-                     rms_norm_eps=ours.norm_eps, hidden_act="silu", tie_word_embeddings=True,
-                     attention_bias=False, mlp_bias=False, initializer_range=ours.init_std, use_cache=False)
-    if "rope_parameters" in inspect.signature(LlamaConfig.__init__).parameters:  # transformers >= 5
-        hf_kwargs["rope_parameters"] = {"rope_type": "default", "rope_theta": ours.rope_theta}
-    else:
-        hf_kwargs["rope_theta"] = ours.rope_theta
-    config = LlamaConfig(**hf_kwargs)
+    config = hf_config(OurConfig(**{k: v for k, v in kwargs.items() if k != "kernels"}), use_cache=False)
     config._attn_implementation = "sdpa"  # flash attention through SDPA, as our model uses
     return LlamaForCausalLM(config)
 
