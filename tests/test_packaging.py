@@ -10,12 +10,14 @@ packages and pip, so nothing is downloaded) + `pip install -e . --no-deps --no-b
 
 from __future__ import annotations
 
+import ast
 import importlib
 import json
 import os
 import subprocess
 import sys
 import tomllib
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -224,6 +226,41 @@ def test_analysis_and_schedules_import_without_torch_or_triton():
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out.pop("loaded") == [] and out == {}, out
+
+
+def module_level_imports(path: Path) -> set[str]:
+    """Top-level names a file imports when it is imported (not those inside functions, which may be optional)."""
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in tree.body:  # module level, incl. under `if`/`try`
+        for sub in ast.walk(node):
+            if isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                break
+            if isinstance(sub, ast.Import):
+                names |= {a.name.partition(".")[0] for a in sub.names}
+            elif isinstance(sub, ast.ImportFrom) and sub.level == 0 and sub.module:
+                names.add(sub.module.partition(".")[0])
+    return names
+
+
+def test_what_the_analysis_imports_is_what_its_install_declares():
+    """`pip install -e ".[analysis]"` must give the analysis, the schedules and `lrsched-reproduce`'s figures
+    every third-party package their modules import (tqdm, used by a figure but declared only for training,
+    made `lrsched-reproduce` fail in such a venv): each module-level import is the standard library, this
+    project, or a distribution of the base requirements or the analysis extra."""
+    files = [f for f in sorted(ROOT.glob("analysis/*.py")) + sorted(ROOT.glob("schedules/*.py"))
+             + sorted(ROOT.glob("scripts/figures/*.py")) + [ROOT / "scripts" / "reproduce.py"]
+             if ".".join(f.relative_to(ROOT).with_suffix("").parts) not in NEEDS_TORCH]
+    owners = metadata.packages_distributions()
+    declared = {canonicalize_name(r.name) for r in requirements(None) + requirements("analysis")}
+    ours = set(PYPROJECT["tool"]["setuptools"]["py-modules"]) | {p.name for p in ROOT.iterdir() if p.is_dir()}
+    missing = {}
+    for f in files:
+        for name in module_level_imports(f) - ours - set(sys.stdlib_module_names):
+            dists = {canonicalize_name(d) for d in owners.get(name, [name])}
+            if not dists & declared:
+                missing.setdefault(name, []).append(str(f.relative_to(ROOT)))
+    assert missing == {}, f"imported at module level but not declared for .[analysis]: {missing}"
 
 
 @pytest.mark.slow
