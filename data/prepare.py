@@ -45,9 +45,9 @@ from tokenizers import Tokenizer
 
 from data.shards import (META_FILE, PROGRESS_FILE, TOKENIZER_FILE, atomic_path, load,
                          prepare_command, read_header, write_shard)
+from training.config import CONFIG_DIR, compose  # the project config as train.py composes it (torch-free)
 
 log = logging.getLogger(__name__)
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
 
 @dataclass
@@ -321,14 +321,6 @@ def prepare_from_config(data_cfg) -> dict | None:
     if meta is not None:
         load(data_cfg.dir, data_cfg.vocab_size, data_cfg.name)  # validates every shard once
     return meta
-
-
-def compose(overrides: list[str]):
-    """The project config (configs/config.yaml) with command-line overrides, as train.py sees it."""
-    from hydra import compose as hydra_compose, initialize_config_dir
-
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=overrides)
 
 
 def parse_args(argv: list[str]) -> list[str]:

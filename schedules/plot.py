@@ -16,7 +16,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from matplotlib.figure import Figure
 
-import training.setup  # noqa: F401  registers the configs' resolvers (${warmup:...} of trainer.warmup_steps)
+import training.config  # noqa: F401  registers the configs' resolvers (${warmup:...} of trainer.warmup_steps), torch-free
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 

@@ -211,8 +211,7 @@ failed["loaded"] = sorted(m for m in sys.modules if m.partition(".")[0] in ("tor
 print(json.dumps(failed))
 """
 
-# schedules/plot.py imports training.setup (torch) for the configs' resolvers: a plotting CLI, not analysis
-NEEDS_TORCH = {"schedules.plot"}
+NEEDS_TORCH: set[str] = set()  # modules of analysis/ and schedules/ allowed to import torch: none
 
 
 def analysis_modules() -> list[str]:

@@ -1,13 +1,12 @@
-"""Run set-up that happens before any model is built: the configs' resolvers, config checks,
-building parts with Hydra (with readable errors). The device side (device, precision, DDP/FSDP,
-compile) is training/parallelize.py.
+"""Run set-up that happens before any model is built: config checks and building parts with Hydra
+(with readable errors). The device side (device, precision, DDP/FSDP, compile) is training/parallelize.py.
 
 Bad user input fails here with a ValueError that names the offending key, its value and the fix,
 so that a wrong override costs seconds, not a model build or a GPU allocation.
 
-Importing this module registers the OmegaConf resolvers that configs/ uses (`${warmup:...}`,
-`${branch_step:...}`, `${checkpoint:...}`); everything that composes configs/ imports it first
-(train.py, and through `compose` below tests/conftest.py and scripts/paper_runs.py).
+The configs' resolvers and `compose` live in training/config.py (torch-free, for the analysis and
+`python -m schedules plot`); importing this module registers them too, and re-exports CONFIG_DIR and
+compose for the trainer's scripts and tests.
 """
 
 from __future__ import annotations
@@ -17,56 +16,14 @@ from pathlib import Path
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from schedules.base import fraction_to_steps
 from training.checkpoint import check_keep
+from training.config import CONFIG_DIR, compose  # noqa: F401  (re-exported; registers the resolvers)
 from training.distributed import World
 from training.nonfinite import POLICIES
 from training.parallelize import accumulation_steps, resolve_parallel
-from training.rundir import checkpoint_dir
 from training.schema import validate
-
-
-# ---------------------------------------------------------------------------------------------------
-# Resolvers: the little arithmetic that configs need and YAML interpolation cannot do.
-# ---------------------------------------------------------------------------------------------------
-def default_warmup(max_steps: int, fraction: float, cap: int) -> int:
-    """floor(fraction * max_steps), at most cap: a warmup that fits every horizon (a 20-step run
-    warms up for 2 steps, the default 400-step run for 40, a long run for `cap`)."""
-    return min(fraction_to_steps(int(max_steps), float(fraction)), int(cap))
-
-
-def branch_step(max_steps: int, cooldown_fraction: float, every: int) -> int:
-    """The step a WSD cooldown run of horizon T branches from a constant-LR run: its cooldown start
-    T - floor(c T), rounded down to the parent's checkpoint interval `every` (the constant part of WSD
-    equals the constant schedule, so any earlier checkpoint continues it exactly)."""
-    if int(every) < 1:
-        raise ValueError(f"branch_step: every={every} must be a checkpoint interval >= 1 (trainer.checkpoint_interval)")
-    start = int(max_steps) - fraction_to_steps(int(max_steps), float(cooldown_fraction))
-    return start - start % int(every)
-
-
-def register_resolvers() -> None:
-    OmegaConf.register_new_resolver("warmup", default_warmup, replace=True)
-    OmegaConf.register_new_resolver("branch_step", branch_step, replace=True)
-    OmegaConf.register_new_resolver("checkpoint", lambda run_dir, step: str(checkpoint_dir(run_dir, int(step))),
-                                    replace=True)
-
-
-register_resolvers()
-
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
-
-
-def compose(overrides=(), return_hydra_config: bool = False) -> DictConfig:
-    """configs/config.yaml composed with `overrides`, as `python train.py <overrides>` would see it
-    (resolvers registered); return_hydra_config=True adds the `hydra` node (sweeper params, dirs)."""
-    from hydra import compose as hydra_compose, initialize_config_dir
-
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=list(overrides),
-                             return_hydra_config=return_hydra_config)
 
 
 def _require(ok: bool, message: str) -> None:
