@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.manual_seed(0)
         model = Llama(kernels="torch", **kwargs).to(device).eval()
         prompt = list(range(1, args.prompt_tokens + 1))
-        timed(model, prompt, 4, True, device)  # warm-up: allocation, first-touch costs
+        for use_cache in (True, False):  # warm-up of both paths: allocation, first-touch costs
+            timed(model, prompt, 4, use_cache, device)
         ratios, same = [], True
         for r in range(args.repeats):
             order = (True, False) if r % 2 == 0 else (False, True)
