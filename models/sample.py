@@ -79,8 +79,10 @@ def next_token(logits: torch.Tensor, temperature: float, top_k: int | None = Non
 @torch.no_grad()
 def generate(model, prompt: list[int], max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
              top_p: float | None = None, seed: int | None = None, use_cache: bool = True,
-             stop_token: int | None = None) -> list[int]:
-    """The new token ids after `prompt` (stop_token, when drawn, is the last one)."""
+             stop_token: int | None = None, vocab_size: int | None = None) -> list[int]:
+    """The new token ids after `prompt` (stop_token, when drawn, is the last one). vocab_size: the
+    tokenizer's; ids at or above it (the padded embedding rows, e.g. GPT-2's 50257..50303 of 50304) are
+    never drawn, as the exported generation_config's suppress_tokens says for transformers."""
     check_sampling(temperature, top_k, top_p, max_new_tokens)
     if not prompt:
         raise ValueError("the prompt encodes to no tokens: give a non-empty --prompt")
@@ -105,6 +107,8 @@ def generate(model, prompt: list[int], max_new_tokens: int, temperature: float =
     out: list[int] = []
     for _ in range(max_new_tokens):
         logits = model(new_input if use_cache else tokens, cache=cache)[:, -1]
+        if vocab_size is not None and vocab_size < logits.shape[-1]:
+            logits[:, vocab_size:] = float("-inf")
         token = next_token(logits, temperature, top_k, top_p, generator)  # [1]
         out.append(int(token))
         if stop_token is not None and out[-1] == stop_token:
@@ -173,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"the tokenizer gives ids up to {max(prompt)} but the model has "
                              f"{model.config.vocab_size} embedding rows: pass the tokenizer the run trained with")
         new = generate(model, prompt, args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.seed,
-                       use_cache=not args.no_cache, stop_token=stop_token_id(tokenizer))
+                       use_cache=not args.no_cache, stop_token=stop_token_id(tokenizer), vocab_size=len(tokenizer))
     except (ValueError, FileNotFoundError) as err:
         parser.error(str(err))  # one line and exit status 2, no traceback
     if new and new[-1] == stop_token_id(tokenizer):

@@ -15,7 +15,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 from safetensors.torch import load_file
-from tokenizers import Tokenizer, decoders, models as bpe_models, pre_tokenizers, trainers
+from tokenizers import Tokenizer
 
 import models
 from models import hf
@@ -106,23 +106,23 @@ def test_generate_never_emits_padded_rows(exported):
     assert max(kept[0, 3:].tolist()) < 4096
 
 
-def test_export_with_a_gpt2_like_tokenizer(tmp_path):
-    """--tokenizer: a byte-level BPE whose <|endoftext|> is its last id, as GPT-2's 50256."""
-    bpe = Tokenizer(bpe_models.BPE())
-    bpe.pre_tokenizer, bpe.decoder = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=400, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    bpe.train_from_iterator([TEXT * 20, "the quick brown fox jumps over the lazy dog " * 20], trainer)
-    eos = bpe.add_special_tokens(["<|endoftext|>"]) and bpe.get_vocab_size() - 1
-    bpe.save(str(tmp_path / "gpt2like.json"))
-    ckpt, model, _ = _random_checkpoint(tmp_path / "run", seed=3)
-    export_main([str(ckpt), str(tmp_path / "hf"), "--tokenizer", str(tmp_path / "gpt2like.json")])
+def test_export_with_the_gpt2_tokenizer(tmp_path):
+    """--tokenizer with GPT-2's own tokenizer.json (built offline from OpenAI's ranks, tests/gpt2_tokenizer.py)
+    and the paper's padded vocabulary, 50304 rows for 50257 tokens: transformers' AutoTokenizer on the
+    export gives GPT-2's published ids, its end-of-text 50256 is the eos, and rows 50257..50303 are suppressed."""
     from transformers import AutoTokenizer
 
+    from tests.gpt2_tokenizer import gpt2_folder
+
+    folder = gpt2_folder(tmp_path / "gpt2")
+    ckpt, model, _ = _random_checkpoint(tmp_path / "run", "model.vocab_size=50304", seed=3)
+    assert export_main([str(ckpt), str(tmp_path / "hf"), "--tokenizer", str(folder / "tokenizer.json")]) == 0
     tokenizer = AutoTokenizer.from_pretrained(tmp_path / "hf", local_files_only=True)
-    assert tokenizer.eos_token_id == eos == bpe.token_to_id("<|endoftext|>") > 0
-    assert tokenizer(TEXT)["input_ids"] == bpe.encode(TEXT).ids and tokenizer.decode(bpe.encode(TEXT).ids) == TEXT
+    assert tokenizer("Hello world")["input_ids"] == [15496, 995]  # GPT-2's ids, as published
+    assert tokenizer.eos_token_id == 50256 and len(tokenizer) == 50257
+    assert tokenizer.decode(tokenizer(TEXT)["input_ids"]) == TEXT
     generation = json.loads((tmp_path / "hf" / "generation_config.json").read_text())
-    assert generation["eos_token_id"] == eos and generation["suppress_tokens"] == list(range(eos + 1, PADDED))
+    assert generation["eos_token_id"] == 50256 and generation["suppress_tokens"] == list(range(50257, 50304))
 
 
 def test_import_round_trips_exactly_with_a_fresh_optimizer(exported):

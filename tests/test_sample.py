@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 from tokenizers import Tokenizer
-from transformers import AutoTokenizer, GPT2TokenizerFast
+from transformers import AutoTokenizer
 
 from conftest import TINY, compose_config
 from hydra.utils import instantiate
@@ -210,20 +210,34 @@ def test_cli_on_an_exported_folder_and_a_run_directory(run_checkpoint, capsys, t
     assert _cli(capsys, path.parent.parent, *args) == out
 
 
-def test_cli_with_a_gpt2_tokenizer_folder(run_checkpoint, capsys, tmp_path):
-    """GPT2TokenizerFast offline: no GPT-2 vocabulary is on the machine (the hub is out of reach), so
-    the folder is GPT-2's format (vocab.json + merges.txt, byte-level BPE) written from the run's own
-    BPE; its ids must then equal the run tokenizer's, and the CLI's text with it too."""
-    path, tokenizer_path, _ = run_checkpoint
-    tok = Tokenizer.from_file(tokenizer_path)
-    tok.model.save(str(tmp_path))  # vocab.json + merges.txt, the files of the hub's gpt2 repository
-    GPT2TokenizerFast.from_pretrained(tmp_path).save_pretrained(tmp_path / "gpt2")
-    loaded = AutoTokenizer.from_pretrained(tmp_path / "gpt2")
-    assert isinstance(loaded, GPT2TokenizerFast) and loaded.eos_token_id == tok.token_to_id("<|endoftext|>")
-    prompt = "class Foo(object):"
-    assert loaded.encode(prompt) == tok.encode(prompt, add_special_tokens=False).ids
-    args = (path, "--prompt", prompt, "--max-new-tokens", 25, "--temperature", 0)
-    assert _cli(capsys, *args, "--tokenizer", tmp_path / "gpt2") == _cli(capsys, *args)
+def test_cli_with_the_gpt2_tokenizer_on_a_padded_vocabulary(capsys, tmp_path):
+    """GPT-2's tokenizer (the hub's `gpt2` files, built offline from OpenAI's ranks: tests/gpt2_tokenizer.py)
+    on a model with the paper's 50304 rows: the prompt's ids are GPT-2's published ones, greedy text with
+    and without the cache agree, and the 47 padded rows are never drawn. Their embeddings (tied: also the
+    head) are made to win the argmax, so without the tokenizer's vocab_size they would be."""
+    from tests.gpt2_tokenizer import gpt2_folder
+
+    folder = gpt2_folder(tmp_path / "gpt2")
+    gpt2 = AutoTokenizer.from_pretrained(folder)
+    assert gpt2.encode("The quick brown fox") == [464, 2068, 7586, 21831] and gpt2.eos_token_id == 50256
+    cfg = compose_config(TINY + ["model.vocab_size=50304"])
+    torch.manual_seed(0)
+    model = instantiate(cfg.model).eval()
+    prompt = gpt2.encode("The quick brown fox")
+    with torch.no_grad():  # each padded row a scaled copy of the greedy winner's (its logit is > 0: the max)
+        winner = int(model(torch.tensor([prompt]))[0, -1].argmax())
+        emb = model.embed_tokens.weight
+        emb[50257:] = emb[winner] * torch.linspace(2.0, 3.0, 47)[:, None]
+    assert generate(model, prompt, 1, temperature=0) == [50303]  # the padded rows do win, unmasked  # the padded rows do win, unmasked
+    new = generate(model, prompt, 20, temperature=0, vocab_size=len(gpt2))
+    assert max(new) < 50257 and new == generate(model, prompt, 20, temperature=0, vocab_size=len(gpt2),
+                                                use_cache=False)
+    state = {"model": model.state_dict(), "optimizer": {"state": {}, "param_groups": []}, "step": 0,
+             "tokens": 0, "loader": {}, "rng": rng_state()}
+    path = checkpoint.save(tmp_path / "run", state, cfg)
+    args = (path, "--prompt", "The quick brown fox", "--max-new-tokens", 20, "--temperature", 0, "--tokenizer", folder)
+    out = _cli(capsys, *args)
+    assert out == gpt2.decode(prompt + new) and _cli(capsys, *args, "--no-cache") == out
 
 
 @pytest.mark.parametrize("args, message", [
