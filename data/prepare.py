@@ -45,7 +45,7 @@ from tokenizers import Tokenizer
 
 from data.shards import (META_FILE, PROGRESS_FILE, TOKENIZER_FILE, atomic_path, load,
                          prepare_command, read_header, write_shard)
-from training.config import CONFIG_DIR, compose  # the project config as train.py composes it (torch-free)
+from training.config import compose, group_options  # the project config as train.py composes it (torch-free)
 
 log = logging.getLogger(__name__)
 
@@ -327,7 +327,7 @@ def parse_args(argv: list[str]) -> list[str]:
     """The command line's Hydra overrides; `--help` prints this module's docstring and the data configs."""
     parser = argparse.ArgumentParser(prog="python -m data.prepare", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog="data configs: "
-                                     + ", ".join(sorted(p.stem for p in (CONFIG_DIR / "data").glob("*.yaml"))))
+                                     + ", ".join(group_options("data")))
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="Hydra overrides, as for train.py")
     return parser.parse_args(argv).overrides
 

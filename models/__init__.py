@@ -15,6 +15,41 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def is_hf_folder(path: str | Path) -> bool:
+    """A local Hugging Face model folder (one with config.json), as opposed to a checkpoint or run directory."""
+    return Path(path).is_dir() and (Path(path) / "config.json").is_file()
+
+
+def existing(path: str | Path) -> Path:
+    """`path` (user-expanded), or FileNotFoundError saying what the model commands take."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: give a checkpoint directory (<run dir>/checkpoints/"
+                                f"step_N), a run directory or a Hugging Face model folder.")
+    return path
+
+
+def checkpoint_dir_of(path: str | Path) -> Path:
+    """The checkpoint directory that `path` stands for: a state.pt's directory, a run directory's newest
+    good checkpoint, else `path` itself (also a run directory whose checkpoints all fail their checksum)."""
+    from training import checkpoint as ckpt
+
+    path = Path(path)
+    if path.is_file():
+        return path.parent
+    if path.is_dir() and not (path / ckpt.STATE_FILE).is_file() and ckpt.list_checkpoints(path):
+        return ckpt.latest_checkpoint(path) or path
+    return path
+
+
+def check_device(device: str) -> None:
+    """The --device of the model commands (sample, evaluate): cuda only where CUDA is visible."""
+    import torch
+
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {device} but no CUDA device is visible: use --device cpu")
+
+
 def load(checkpoint: str | Path, device: str | None = "cpu"):
     """Our Llama with the weights of `checkpoint`, in eval mode on `device`: a checkpoint directory
     (<run dir>/checkpoints/step_N) or its state.pt, a run directory (its newest good checkpoint), or a
@@ -27,21 +62,16 @@ def load(checkpoint: str | Path, device: str | None = "cpu"):
     from models.llama import Llama
     from training import checkpoint as ckpt
 
-    path = Path(checkpoint).expanduser()
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist: give a checkpoint directory (<run dir>/checkpoints/"
-                                f"step_N), a run directory or a Hugging Face model folder.")
-    if path.is_dir() and (path / "config.json").is_file():  # a Hugging Face folder
+    path = existing(checkpoint)
+    if is_hf_folder(path):
         kwargs, state = hf.load_pretrained(path)
         model = Llama(**kwargs)
     else:
-        if path.is_dir() and not (path / ckpt.STATE_FILE).is_file() and ckpt.list_checkpoints(path):
-            newest = ckpt.latest_checkpoint(path)
-            if newest is None:
-                raise ValueError(f"every checkpoint under {path}/checkpoints fails its checksum: none to load.")
-            path = newest
-        state = ckpt.load(path)["model"]  # verified; clear errors for a missing or corrupt file
-        config_file = (path if path.is_dir() else path.parent) / ckpt.CONFIG_FILE
+        directory = checkpoint_dir_of(path)
+        if path.is_dir() and not (directory / ckpt.STATE_FILE).is_file() and ckpt.list_checkpoints(directory):
+            raise ValueError(f"every checkpoint under {path}/checkpoints fails its checksum: none to load.")
+        state = ckpt.load(path if path.is_file() else directory)["model"]  # verified; clear errors if bad
+        config_file = directory / ckpt.CONFIG_FILE
         if not config_file.is_file():
             raise FileNotFoundError(f"{config_file} is missing: the checkpoint does not say which model it holds. "
                                     f"Restore it from the run directory's config.yaml.")

@@ -39,16 +39,9 @@ from pathlib import Path
 
 import torch
 
+import models
+
 OFFLINE_TASKS = "tests/data/eval_task"  # the repository's offline example tasks (for error messages)
-
-
-def is_hf_folder(path: str | Path) -> bool:
-    return Path(path).is_dir() and (Path(path) / "config.json").is_file()
-
-
-def check_device(device: str) -> None:
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {device} but no CUDA device is visible: use --device cpu")
 
 
 def run_config(path: str | Path):
@@ -56,12 +49,10 @@ def run_config(path: str | Path):
     Face folder or a directory that records none."""
     from omegaconf import OmegaConf
 
-    from models.export import checkpoint_dir_of
-
     path = Path(path)
-    if is_hf_folder(path) or not path.exists():
+    if models.is_hf_folder(path) or not path.exists():
         return None
-    config_file = checkpoint_dir_of(path) / "config.yaml"
+    config_file = models.checkpoint_dir_of(path) / "config.yaml"
     return OmegaConf.load(config_file) if config_file.is_file() else None
 
 
@@ -97,11 +88,8 @@ def hf_model_dir(path: str | Path, workdir: str | Path) -> Path:
     """`path` itself when it is a Hugging Face folder, else its export (with the run's tokenizer) in workdir."""
     from models.export import export
 
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist: give a checkpoint directory (<run dir>/checkpoints/step_N), "
-                                f"a run directory or a Hugging Face model folder")
-    return path if is_hf_folder(path) else export(path, Path(workdir) / "hf")
+    path = models.existing(path)
+    return path if models.is_hf_folder(path) else export(path, Path(workdir) / "hf")
 
 
 def run_tasks(path: str | Path, tasks: list[str], include_path: str | Path | None = None, limit: float | None = None,
@@ -143,19 +131,14 @@ class CausalLMLoss(torch.nn.Module):
         return torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), y.flatten())
 
 
-def _config_names() -> list[str]:
-    from training.setup import CONFIG_DIR
-
-    return sorted(p.stem for p in (CONFIG_DIR / "data").glob("*.yaml"))
-
-
 def _shard_dir_val(directory: Path):
     """The validation tokens of a prepared data directory (meta.json's val shards) or of a folder with
     val.bin (e.g. an embedded-corpus cache)."""
     from data import shards
+    from training.config import group_options
 
     remedy = (f"prepare the data with `python -m data.prepare data=NAME data.dir={directory}` (NAME one of "
-              f"{', '.join(_config_names())}), or pass --data NAME")
+              f"{', '.join(group_options('data'))}), or pass --data NAME")
     meta = directory / shards.META_FILE
     if meta.is_file() and json.loads(meta.read_text()).get("val"):
         return shards.read_tokens([directory / f for f in json.loads(meta.read_text())["val"]], remedy)
@@ -168,7 +151,8 @@ def _shard_dir_val(directory: Path):
 def validation_tokens(data: str | None, cfg) -> tuple[object, str, object]:
     """(validation tokens, a description, the run config that goes with them or None) for --data:
     None (the checkpoint's run data), a run or checkpoint directory, a data directory or a data config name."""
-    from training.setup import build, compose
+    from training.config import compose, group_options
+    from training.setup import build
 
     if data is None:
         if cfg is None:
@@ -181,9 +165,9 @@ def validation_tokens(data: str | None, cfg) -> tuple[object, str, object]:
         if data_cfg is not None:
             return build(data_cfg.data, "data").val, f"the data of run {path} ({data_cfg.data.name})", data_cfg
         return _shard_dir_val(path), str(path), None
-    if data not in _config_names():
+    if data not in group_options("data"):
         raise ValueError(f"--data {data} is neither a directory nor a data config: use one of "
-                         f"{', '.join(_config_names())}, a run directory or a directory with val shards")
+                         f"{', '.join(group_options('data'))}, a run directory or a directory with val shards")
     return build(compose([f"data={data}"]).data, "data").val, f"data config {data}", None
 
 
@@ -196,15 +180,10 @@ def perplexity(path: str | Path, data: str | None = None, seq_len: int | None = 
     from training.loop import evaluate
     from training.parallelize import Prepared, autocast_context
 
-    import models
-
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist: give a checkpoint directory, a run directory or a "
-                                f"Hugging Face model folder")
+    path = models.existing(path)
     cfg = run_config(path)
     tokens, source, data_cfg = validation_tokens(data, cfg)  # before the model: a data error costs no load
-    if is_hf_folder(path):  # through transformers' forward: an independent model call
+    if models.is_hf_folder(path):  # through transformers' forward: an independent model call
         from transformers import LlamaForCausalLM
 
         hf = LlamaForCausalLM.from_pretrained(path, local_files_only=True).float().eval()
@@ -221,7 +200,7 @@ def perplexity(path: str | Path, data: str | None = None, seq_len: int | None = 
     if len(tokens) and int(max(part.max() for part in _parts(tokens))) >= vocab:
         raise ValueError(f"{source} holds token ids beyond the model's {vocab} embedding rows: pass the data "
                          f"the model was trained on (its tokenizer)")
-    check_device(device)
+    models.check_device(device)
     device_ = torch.device(device)
     model = model.to(device_).eval()
     # our model: the fused kernels the trainer resolves for this device (parallelize does the same)
@@ -265,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", help="write the results as JSON to this file")
     args = parser.parse_args(argv)
     try:
-        check_device(args.device)
+        models.check_device(args.device)
         misplaced = [flag for flag, value, used in (
             ("--data", args.data, args.perplexity), ("--seq-len", args.seq_len, args.perplexity),
             ("--include-path", args.include_path, not args.perplexity), ("--limit", args.limit, not args.perplexity),

@@ -30,24 +30,11 @@ from models.hf import EOS_TOKEN, save_pretrained
 log = logging.getLogger(__name__)
 
 
-def checkpoint_dir_of(checkpoint: Path) -> Path:
-    """The checkpoint directory `models.load` reads for `checkpoint` (a run dir: its newest one)."""
-    from training import checkpoint as ckpt
-
-    if checkpoint.is_file():
-        return checkpoint.parent
-    if checkpoint.is_dir() and not (checkpoint / ckpt.STATE_FILE).is_file():
-        newest = ckpt.latest_checkpoint(checkpoint)
-        if newest is not None:
-            return newest
-    return checkpoint
-
-
 def run_tokenizer(checkpoint: str | Path) -> str:
     """The tokenizer.json of the data the checkpoint's run trained on (its recorded data config)."""
     from training.setup import build  # registers the configs' resolvers
 
-    config_file = checkpoint_dir_of(Path(checkpoint)) / "config.yaml"
+    config_file = models.checkpoint_dir_of(checkpoint) / "config.yaml"
     remedy = "pass the run's tokenizer.json with --tokenizer"
     if not config_file.is_file():
         raise ValueError(f"{config_file} is missing, so the run's tokenizer is unknown: {remedy}.")

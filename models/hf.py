@@ -45,15 +45,21 @@ _FIELDS = {"vocab_size": "vocab_size", "n_layer": "num_hidden_layers", "n_head":
 _COMPARED = ("vocab_size", "n_layer", "n_head", "d_model", "mlp_hidden", "rope_theta", "norm_eps")
 
 
+def _transformers5() -> bool:
+    """transformers >= 5: RoPE theta in `rope_parameters`, `dtype=` for from_pretrained (4.x: rope_theta,
+    torch_dtype=; 4.x would keep an unknown rope_parameters silently and rotate with its default theta)."""
+    from transformers import LlamaConfig
+
+    return "rope_parameters" in inspect.signature(LlamaConfig.__init__).parameters
+
+
 def hf_config(config, **extra):
     """A transformers.LlamaConfig for our LlamaConfig `config`; `extra` (eos_token_id=..., attn_implementation=...)
     passes through."""
     from transformers import LlamaConfig
 
-    if "rope_parameters" in inspect.signature(LlamaConfig.__init__).parameters:  # transformers >= 5
-        rope = {"rope_parameters": {"rope_type": "default", "rope_theta": config.rope_theta}}
-    else:  # 4.x would keep an unknown rope_parameters silently and rotate with its default theta
-        rope = {"rope_theta": config.rope_theta}
+    rope = ({"rope_parameters": {"rope_type": "default", "rope_theta": config.rope_theta}} if _transformers5()
+            else {"rope_theta": config.rope_theta})
     return LlamaConfig(
         vocab_size=config.vocab_size, hidden_size=config.d_model, intermediate_size=config.mlp_hidden,
         num_hidden_layers=config.n_layer, num_attention_heads=config.n_head, num_key_value_heads=config.n_head,
@@ -214,11 +220,11 @@ def check_start(directory: str | Path, model_cfg) -> None:
 
 def load_pretrained(directory: str | Path) -> tuple[dict, dict]:
     """(Llama kwargs, our float32 state dict) of a local LlamaForCausalLM folder, read offline."""
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
 
     directory = Path(directory).expanduser()
     kwargs = model_kwargs(_read_config(directory))
-    dtype = "dtype" if "rope_parameters" in inspect.signature(LlamaConfig.__init__).parameters else "torch_dtype"
+    dtype = "dtype" if _transformers5() else "torch_dtype"
     hf = LlamaForCausalLM.from_pretrained(directory, local_files_only=True, **{dtype: torch.float32})  # bf16 -> exact
     state = from_hf_state({k: v.detach().clone() for k, v in hf.state_dict().items()})
     return kwargs, state

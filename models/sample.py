@@ -132,8 +132,7 @@ def load_tokenizer(spec: str | None, source: str | Path | None = None):
     if spec is None:
         if source is None:
             raise ValueError("no tokenizer: pass --tokenizer (a tokenizer.json or a Hugging Face folder)")
-        hf_folder = Path(source).is_dir() and (Path(source) / "config.json").is_file()
-        spec = str(source) if hf_folder else run_tokenizer(source)
+        spec = str(source) if models.is_hf_folder(source) else run_tokenizer(source)
     spec = str(spec)
     if spec.endswith(".json") and Path(spec).is_file():
         return PreTrainedTokenizerFast(tokenizer_file=spec)
@@ -168,8 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         check_sampling(args.temperature, args.top_k, args.top_p, args.max_new_tokens)
-        if args.device.startswith("cuda") and not torch.cuda.is_available():
-            raise ValueError(f"--device {args.device} but no CUDA device is visible: use --device cpu")
+        models.check_device(args.device)
         model = models.load(args.checkpoint, args.device)
         tokenizer = load_tokenizer(args.tokenizer, args.checkpoint)
         prompt = tokenizer.encode(args.prompt, add_special_tokens=False)

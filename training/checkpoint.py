@@ -282,9 +282,9 @@ def save(run_dir: str | Path, state: dict, config: DictConfig, keep: int | None 
 def load(path: str | Path) -> dict:
     """Load a checkpoint directory (or its state.pt): verified against its manifest, unpickled with
     weights_only=True. Clear errors for missing, corrupt or unsafe files. "hf:DIR": models.hf.start_state(DIR)."""
-    if str(path).startswith("hf:"):
-        from models.hf import hf_dir, start_state
+    from models.hf import hf_dir, start_state
 
+    if hf_dir(str(path)) is not None:  # trainer.init_from=hf:DIR
         return start_state(hf_dir(str(path)))
     path = Path(path)
     state_file = path / STATE_FILE if path.is_dir() else path

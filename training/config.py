@@ -58,3 +58,8 @@ def compose(overrides=(), return_hydra_config: bool = False) -> DictConfig:
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         return hydra_compose(config_name="config", overrides=list(overrides),
                              return_hydra_config=return_hydra_config)
+
+
+def group_options(group: str) -> list[str]:
+    """The options of a config group (`data` -> embedded, fineweb_edu, ...): its YAML files' names."""
+    return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))

@@ -27,6 +27,8 @@ from typing import Any, List, Optional
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf, read_write
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
+from training.config import CONFIG_DIR, compose
+
 
 class ConfigError(ValueError):
     """A bad setting or override, with the key and the fix (a ValueError, the project's user error)."""
@@ -78,8 +80,8 @@ class Settings:
     optimizer: OptimizerSettings = field(default_factory=OptimizerSettings)
 
 
-_FIELDS = {"trainer": {f.name for f in fields(TrainerSettings)},
-           "optimizer": {f.name for f in fields(OptimizerSettings)}}
+_SECTIONS = {"trainer": TrainerSettings, "optimizer": OptimizerSettings}
+_FIELDS = {section: {f.name for f in fields(settings)} for section, settings in _SECTIONS.items()}
 _TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
 
 
@@ -96,7 +98,7 @@ def _expected(annotation) -> str:
 def _annotation(full_key: str):
     """The schema type at full_key; for a list element (optimizer.betas[1]) the element type."""
     section, name = re.sub(r"\[\d+\]$", "", full_key).split(".", 1)
-    annotation = typing.get_type_hints({"trainer": TrainerSettings, "optimizer": OptimizerSettings}[section])[name]
+    annotation = typing.get_type_hints(_SECTIONS[section])[name]
     if full_key.endswith("]"):
         optional_list = [a for a in typing.get_args(annotation) if a is not type(None)][0]
         return typing.get_args(optional_list)[0]
@@ -122,7 +124,7 @@ def validate(cfg: DictConfig) -> None:
     except ConfigKeyError as err:  # only trainer.* is closed
         key = err.full_key or str(err)
         match = difflib.get_close_matches(key.rpartition(".")[2], sorted(_FIELDS["trainer"]), n=1, cutoff=0.6)
-        hint = f": did you mean trainer.{match[0]}?" if match else f" (configs/trainer/default.yaml lists them)."
+        hint = f": did you mean trainer.{match[0]}?" if match else " (configs/trainer/default.yaml lists them)."
         raise ConfigError(f"{key} is not a trainer setting{hint}") from err
     except ValidationError as err:
         key = err.full_key
@@ -171,8 +173,6 @@ def check_command_line(argv: list[str]) -> DictConfig | None:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
 
-    from training.setup import compose
-
     args = get_args_parser().parse_args(argv)
     if any((args.help, args.hydra_help, args.cfg, args.info, args.shell_completion,
             args.config_path, args.config_name, args.config_dir, args.experimental_rerun)):
@@ -216,8 +216,6 @@ def _unknown_key(key: str, cfg: DictConfig) -> str:
     part of the dotted key is matched among the names next to it (optimizer.lrr -> optimizer.lr,
     optimiser.lr -> optimizer.lr, schedul -> schedule), so a shared prefix alone never makes a match
     (optimizer.foo lists optimizer's keys instead of suggesting optimizer.lr)."""
-    from training.setup import CONFIG_DIR
-
     parts, node, depth = key.split("."), cfg, 0
     while depth < len(parts) - 1 and parts[depth] in node and isinstance(node._get_node(parts[depth]), DictConfig):
         node, depth = node._get_node(parts[depth]), depth + 1

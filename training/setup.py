@@ -18,6 +18,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from models.hf import check_start, hf_dir
 from training.checkpoint import check_keep
 from training.config import CONFIG_DIR, compose  # noqa: F401  (re-exported; registers the resolvers)
 from training.distributed import World
@@ -70,10 +71,9 @@ def check_config(cfg: DictConfig, world: World = World()) -> None:
     _require(t.precision in ("auto", "fp32", "bf16"), f"trainer.precision={t.precision}: use auto, fp32 or bf16.")
     _require(t.resume in ("auto", "never"), f"trainer.resume={t.resume}: use auto or never.")
     _require(t.compile in ("auto", True, False), f"trainer.compile={t.compile}: use auto, true or false.")
-    if t.init_from is not None and str(t.init_from).startswith("hf:"):  # a Hugging Face folder
-        from models.hf import check_start, hf_dir
-
-        check_start(hf_dir(str(t.init_from)), cfg.model)  # names a missing folder or the differing fields
+    folder = hf_dir(str(t.init_from)) if t.init_from is not None else None
+    if folder is not None:  # trainer.init_from=hf:DIR, a Hugging Face folder
+        check_start(folder, cfg.model)  # names a missing folder or the differing fields
     elif t.init_from is not None:
         _require(Path(t.init_from).exists(),
                  f"trainer.init_from={t.init_from} does not exist: give a checkpoint directory such as "
