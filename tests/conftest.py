@@ -49,3 +49,14 @@ def compose_config(overrides: list[str] = ()) -> DictConfig:
 def tiny_cfg():
     """Factory: the real config with the TINY overrides plus the test's own."""
     return lambda *extra: compose_config(TINY + list(extra))
+
+
+def save_weights(run_dir, model, cfg: DictConfig) -> Path:
+    """A checkpoint of `model`'s weights alone (step 0, an empty optimizer), written by
+    training.checkpoint.save with `cfg` beside it: what models.load and the model commands read."""
+    from training import checkpoint
+    from training.rng import rng_state
+
+    state = {"model": model.state_dict(), "optimizer": {"state": {}, "param_groups": []}, "step": 0,
+             "tokens": 0, "loader": {}, "rng": rng_state()}
+    return checkpoint.save(run_dir, state, cfg)

@@ -30,12 +30,11 @@ from tokenizers import Tokenizer
 
 import models
 import train as train_module
-from conftest import ROOT, TINY, compose_config
+from conftest import ROOT, TINY, compose_config, save_weights
 from data.shards import read_shard
 from models.evaluate import main, perplexity, run_tasks
 from models.export import export
 from training import checkpoint
-from training.rng import rng_state
 from training.rundir import read_metrics
 
 EVAL_TASKS = ROOT / "tests" / "data" / "eval_task"
@@ -62,9 +61,7 @@ def random_checkpoint(tmp_path_factory):
         for param in model.parameters():
             if param.ndim > 1:
                 param.mul_(5.0)
-    state = {"model": model.state_dict(), "optimizer": {"state": {}, "param_groups": []}, "step": 0,
-             "tokens": 0, "loader": {}, "rng": rng_state()}
-    path = checkpoint.save(tmp / "run", state, cfg)
+    path = save_weights(tmp / "run", model, cfg)
     return path, Tokenizer.from_file(instantiate(cfg.data).tokenizer_path), models.load(path)
 
 

@@ -22,13 +22,11 @@ import torch
 from tokenizers import Tokenizer
 from transformers import AutoTokenizer
 
-from conftest import TINY, compose_config
+from conftest import TINY, compose_config, save_weights
 from hydra.utils import instantiate
 from models.export import export
 from models.llama import Llama
 from models.sample import check_sampling, filter_logits, generate, main, next_token
-from training import checkpoint
-from training.rng import rng_state
 
 VOCAB, MAX_LEN = 97, 64
 
@@ -169,9 +167,7 @@ def run_checkpoint(tmp_path_factory):
         for param in model.parameters():
             if param.ndim > 1:  # matrices from std 0.02 to 0.4; norm weights stay 1
                 param.mul_(20.0)
-    state = {"model": model.state_dict(), "optimizer": {"state": {}, "param_groups": []}, "step": 0,
-             "tokens": 0, "loader": {}, "rng": rng_state()}
-    path = checkpoint.save(tmp / "run", state, cfg)
+    path = save_weights(tmp / "run", model, cfg)
     return path, instantiate(cfg.data).tokenizer_path, model.eval()
 
 
@@ -228,13 +224,11 @@ def test_cli_with_the_gpt2_tokenizer_on_a_padded_vocabulary(capsys, tmp_path):
         winner = int(model(torch.tensor([prompt]))[0, -1].argmax())
         emb = model.embed_tokens.weight
         emb[50257:] = emb[winner] * torch.linspace(2.0, 3.0, 47)[:, None]
-    assert generate(model, prompt, 1, temperature=0) == [50303]  # the padded rows do win, unmasked  # the padded rows do win, unmasked
+    assert generate(model, prompt, 1, temperature=0) == [50303]  # the padded rows do win, unmasked
     new = generate(model, prompt, 20, temperature=0, vocab_size=len(gpt2))
     assert max(new) < 50257 and new == generate(model, prompt, 20, temperature=0, vocab_size=len(gpt2),
                                                 use_cache=False)
-    state = {"model": model.state_dict(), "optimizer": {"state": {}, "param_groups": []}, "step": 0,
-             "tokens": 0, "loader": {}, "rng": rng_state()}
-    path = checkpoint.save(tmp_path / "run", state, cfg)
+    path = save_weights(tmp_path / "run", model, cfg)
     args = (path, "--prompt", "The quick brown fox", "--max-new-tokens", 20, "--temperature", 0, "--tokenizer", folder)
     out = _cli(capsys, *args)
     assert out == gpt2.decode(prompt + new) and _cli(capsys, *args, "--no-cache") == out
